@@ -1,0 +1,190 @@
+import type { SerializedTrace } from '../trace/serialize'
+import { MlflowHttpError } from './http'
+import type { Logger } from './logger'
+
+/** Where a serialized trace finally goes: the MLflow server, a local file, memory. */
+export interface TraceSink {
+  /** Throws MlflowHttpError (retryable or not) or any error (not retried). */
+  export: (trace: SerializedTrace, signal: AbortSignal) => Promise<void>
+  close?: () => Promise<void>
+}
+
+export interface QueueOptions {
+  /** Traces waiting at most; past it the oldest waiting trace is dropped. Default 1000. */
+  maxTraces?: number
+  /** Bytes of waiting traces at most; past it the oldest waiting traces are dropped. Default 32 MiB. */
+  maxBytes?: number
+  /** Exports in flight at once. Default 4. */
+  concurrency?: number
+  /** Tries per trace, the first included. Default 5. */
+  maxAttempts?: number
+  /** First retry delay; doubles each try, drawn at random from its upper half. Default 500 ms. */
+  initialBackoffMs?: number
+  /** Longest retry delay, Retry-After included. Default 30 s. */
+  maxBackoffMs?: number
+}
+
+export type DropReason = 'queue_full' | 'too_large' | 'rejected' | 'retries_exhausted' | 'failed' | 'shutdown' | 'serialization_error'
+
+export interface ExportStats {
+  queued: number
+  queuedBytes: number
+  inFlight: number
+  exported: number
+  retried: number
+  dropped: Record<DropReason, number>
+}
+
+const DEFAULTS = { maxTraces: 1000, maxBytes: 32 * 1024 * 1024, concurrency: 4, maxAttempts: 5, initialBackoffMs: 500, maxBackoffMs: 30_000 }
+const WARN_INTERVAL_MS = 60_000
+
+/**
+ * Exports finished traces in the background. The request path only pushes; a full queue drops the
+ * OLDEST waiting trace (the newest traces are the ones being debugged), and every loss is counted
+ * by reason.
+ */
+export class ExportQueue {
+  private readonly opts: Required<QueueOptions>
+  private readonly waiting: SerializedTrace[] = []
+  private head = 0
+  private bytes = 0
+  private active = 0
+  private closed = false
+  private readonly abort = new AbortController()
+  private idleWaiters: Array<() => void> = []
+  private readonly loggedRejections = new Set<string>()
+  private readonly lastWarned = new Map<string, number>()
+  readonly counts = {
+    exported: 0,
+    retried: 0,
+    dropped: { queue_full: 0, too_large: 0, rejected: 0, retries_exhausted: 0, failed: 0, shutdown: 0, serialization_error: 0 }
+  }
+
+  constructor (private readonly sink: TraceSink, private readonly logger: Logger, options: QueueOptions = {}) {
+    this.opts = { ...DEFAULTS, ...options }
+  }
+
+  push (trace: SerializedTrace): void {
+    if (this.closed) return this.drop('shutdown', trace)
+    if (trace.bytes > this.opts.maxBytes) return this.drop('too_large', trace)
+    this.waiting.push(trace)
+    this.bytes += trace.bytes
+    while (this.size > this.opts.maxTraces || this.bytes > this.opts.maxBytes) this.drop('queue_full', this.take())
+    this.pump()
+  }
+
+  /** Counts a trace lost before it reached the queue. */
+  drop (reason: DropReason, trace?: SerializedTrace, detail?: string): void {
+    this.counts.dropped[reason]++
+    this.warnAtMostEveryMinute(reason, { reason, traceId: trace?.traceId, detail, stats: this.stats() }, `MLflow trace dropped: ${reason}`)
+  }
+
+  stats (): ExportStats {
+    return { queued: this.size, queuedBytes: this.bytes, inFlight: this.active, exported: this.counts.exported, retried: this.counts.retried, dropped: { ...this.counts.dropped } }
+  }
+
+  /** Resolves true once everything pushed so far is exported or dropped, false at the deadline. */
+  async flush (timeoutMs: number): Promise<boolean> {
+    if (this.idle) return true
+    let timer: NodeJS.Timeout | undefined
+    const done = await Promise.race([
+      new Promise<boolean>(resolve => this.idleWaiters.push(() => resolve(true))),
+      new Promise<boolean>(resolve => { timer = setTimeout(resolve, timeoutMs, false) })
+    ])
+    clearTimeout(timer)
+    return done
+  }
+
+  /** Stops taking traces, flushes until the deadline, then abandons what is left (counted as shutdown). */
+  async shutdown (timeoutMs: number): Promise<boolean> {
+    this.closed = true
+    const flushed = await this.flush(timeoutMs)
+    this.abort.abort()
+    while (this.size > 0) this.drop('shutdown', this.take())
+    await this.sink.close?.()
+    return flushed
+  }
+
+  private get size (): number {
+    return this.waiting.length - this.head
+  }
+
+  private get idle (): boolean {
+    return this.size === 0 && this.active === 0
+  }
+
+  private take (): SerializedTrace {
+    const trace = this.waiting[this.head]
+    this.waiting[this.head++] = undefined as unknown as SerializedTrace
+    // Compact now and then instead of shift()ing on every take.
+    if (this.head > 1024 && this.head * 2 > this.waiting.length) {
+      this.waiting.splice(0, this.head)
+      this.head = 0
+    }
+    this.bytes -= trace.bytes
+    return trace
+  }
+
+  private pump (): void {
+    while (this.active < this.opts.concurrency && this.size > 0) {
+      const trace = this.take()
+      this.active++
+      void this.send(trace).finally(() => {
+        this.active--
+        this.pump()
+        if (this.idle) for (const wake of this.idleWaiters.splice(0)) wake()
+      })
+    }
+  }
+
+  private async send (trace: SerializedTrace): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.sink.export(trace, this.abort.signal)
+        this.counts.exported++
+        return
+      } catch (err) {
+        if (this.abort.signal.aborted) return this.drop('shutdown', trace)
+        if (!(err instanceof MlflowHttpError)) return this.drop('failed', trace, (err as Error).message)
+        if (!err.retryable) return this.reject(trace, err)
+        if (attempt >= this.opts.maxAttempts) return this.drop('retries_exhausted', trace, err.message)
+        this.counts.retried++
+        if (!await this.sleep(this.backoff(attempt, err.retryAfterMs))) return this.drop('shutdown', trace)
+      }
+    }
+  }
+
+  /** A 4xx will fail again: counted, and logged once per kind with the server's own words. */
+  private reject (trace: SerializedTrace, err: MlflowHttpError): void {
+    this.counts.dropped.rejected++
+    const kind = `${err.status}:${err.errorCode}`
+    if (this.loggedRejections.has(kind)) return
+    this.loggedRejections.add(kind)
+    this.logger.error({ traceId: trace.traceId, status: err.status, errorCode: err.errorCode, err: err.message },
+      'MLflow server rejected a trace; further rejections of this kind are counted, not logged')
+  }
+
+  private backoff (attempt: number, retryAfterMs?: number): number {
+    if (retryAfterMs !== undefined) return Math.min(retryAfterMs, this.opts.maxBackoffMs)
+    const ceiling = Math.min(this.opts.initialBackoffMs * 2 ** (attempt - 1), this.opts.maxBackoffMs)
+    return ceiling / 2 + Math.random() * ceiling / 2
+  }
+
+  /** false if shutdown cut the wait short. */
+  private async sleep (ms: number): Promise<boolean> {
+    const signal = this.abort.signal
+    if (signal.aborted) return false
+    return await new Promise(resolve => {
+      const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve(true) }, ms)
+      const onAbort = (): void => { clearTimeout(timer); resolve(false) }
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  private warnAtMostEveryMinute (key: string, obj: object, msg: string): void {
+    const now = Date.now()
+    if (now - (this.lastWarned.get(key) ?? -Infinity) < WARN_INTERVAL_MS) return
+    this.lastWarned.set(key, now)
+    this.logger.warn(obj, msg)
+  }
+}

@@ -1,0 +1,36 @@
+import { randomFillSync } from 'node:crypto'
+
+// Ids come from a pooled random buffer: one syscall serves hundreds of spans.
+const pool = Buffer.allocUnsafe(4096)
+let offset = pool.length
+
+function randomHex (bytes: number): string {
+  if (offset + bytes > pool.length) {
+    randomFillSync(pool)
+    offset = 0
+  }
+  const hex = pool.toString('hex', offset, offset + bytes)
+  offset += bytes
+  return hex
+}
+
+/** 32 lowercase hex characters; never all zeros (invalid in W3C trace context). */
+export function newTraceIdHex (): string {
+  const id = randomHex(16)
+  return id === '00000000000000000000000000000000' ? newTraceIdHex() : id
+}
+
+export function newSpanIdHex (): string {
+  const id = randomHex(8)
+  return id === '0000000000000000' ? newSpanIdHex() : id
+}
+
+/** The MLflow trace id is `tr-` + the OTel trace id, so OTLP-ingested spans land in the same trace. */
+export function mlflowTraceId (traceIdHex: string): string {
+  return 'tr-' + traceIdHex
+}
+
+/** traces.json carries ids as standard base64 of the raw bytes, not of the hex text. */
+export function hexToBase64 (hex: string): string {
+  return Buffer.from(hex, 'hex').toString('base64')
+}

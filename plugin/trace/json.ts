@@ -1,0 +1,29 @@
+/** JSON text of any value: never throws (BigInt, cycles, throwing toJSON) and never returns undefined. */
+export function safeJson (value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? 'null'
+  } catch {
+    try {
+      const seen = new WeakSet<object>()
+      return JSON.stringify(value, (_key, v: unknown) => {
+        if (typeof v === 'bigint') return v.toString()
+        if (typeof v === 'object' && v !== null) {
+          if (seen.has(v)) return '[Circular]'
+          seen.add(v)
+        }
+        return v
+      }) ?? 'null'
+    } catch {
+      return JSON.stringify(String(value))
+    }
+  }
+}
+
+/** Cuts at `max` characters, never inside a surrogate pair, marking the cut with `...`. */
+export function truncate (text: string, max: number): string {
+  if (text.length <= max) return text
+  let cut = max - 3
+  const code = text.charCodeAt(cut - 1)
+  if (code >= 0xd800 && code <= 0xdbff) cut--
+  return text.slice(0, cut) + '...'
+}

@@ -1,0 +1,136 @@
+import { SpanStatusCode, type SpanStatus } from '@opentelemetry/api'
+import { Limits, SpanAttribute, TRACE_SCHEMA_VERSION, TraceMetadata } from './constants'
+import { hexToBase64 } from './ids'
+import { safeJson, truncate } from './json'
+import type { MlflowSpan, SpanEvent, TokenUsage } from './span'
+import { nsToDuration, nsToRfc3339 } from './time'
+import type { TraceRecord } from './trace-record'
+
+/** TraceInfoV3 in the snake_case JSON the REST API takes, less `trace_location` (the sink's choice). */
+export interface TraceInfoJson {
+  trace_id: string
+  client_request_id?: string
+  request_time: string
+  execution_duration: string
+  state: 'OK' | 'ERROR'
+  request_preview?: string
+  response_preview?: string
+  trace_metadata: Record<string, string>
+  tags: Record<string, string>
+  assessments: []
+}
+
+/** A finished trace in wire form: what the export queue holds and counts in bytes. */
+export interface SerializedTrace {
+  traceId: string
+  info: TraceInfoJson
+  /** The `traces.json` document, `{"spans": [...]}`; nanosecond times are exact JSON integers. */
+  spansJson: string
+  bytes: number
+}
+
+const STATUS_CODE = {
+  [SpanStatusCode.UNSET]: 'STATUS_CODE_UNSET',
+  [SpanStatusCode.OK]: 'STATUS_CODE_OK',
+  [SpanStatusCode.ERROR]: 'STATUS_CODE_ERROR'
+} as const
+
+export function serializeTrace (record: TraceRecord): SerializedTrace {
+  const root = record.root
+  const info: TraceInfoJson = {
+    trace_id: record.id,
+    request_time: nsToRfc3339(root.startNs),
+    execution_duration: nsToDuration(root.endNs - root.startNs),
+    state: root.status.code === SpanStatusCode.ERROR ? 'ERROR' : 'OK',
+    trace_metadata: limited(traceMetadata(record), Limits.METADATA_VALUE),
+    tags: limited(record.tags, Limits.TAG_VALUE),
+    assessments: []
+  }
+  if (record.clientRequestId !== undefined) info.client_request_id = record.clientRequestId
+  const requestPreview = record.requestPreview ?? preview(root.attributes[SpanAttribute.INPUTS])
+  const responsePreview = record.responsePreview ?? preview(root.attributes[SpanAttribute.OUTPUTS])
+  if (requestPreview !== undefined) info.request_preview = truncate(requestPreview, Limits.PREVIEW)
+  if (responsePreview !== undefined) info.response_preview = truncate(responsePreview, Limits.PREVIEW)
+
+  const traceB64 = hexToBase64(record.traceIdHex)
+  const traceIdJson = JSON.stringify(record.id)
+  let spansJson = '{"spans":['
+  for (let i = 0; i < record.spans.length; i++) {
+    if (i > 0) spansJson += ','
+    spansJson += spanJson(record.spans[i], traceB64, traceIdJson)
+  }
+  spansJson += ']}'
+  return { traceId: record.id, info, spansJson, bytes: spansJson.length + safeJson(info).length }
+}
+
+function traceMetadata (record: TraceRecord): Record<string, string> {
+  const metadata: Record<string, string> = { [TraceMetadata.SCHEMA_VERSION]: TRACE_SCHEMA_VERSION, ...record.metadata }
+  const usage = tokenUsage(record.spans)
+  if (usage !== undefined && metadata[TraceMetadata.TOKEN_USAGE] === undefined) {
+    metadata[TraceMetadata.TOKEN_USAGE] = JSON.stringify(usage)
+  }
+  return metadata
+}
+
+/** Sums span token usage as MLflow does: a span under a span that already reports usage is not counted again. */
+function tokenUsage (spans: MlflowSpan[]): TokenUsage | undefined {
+  const reporting = new Set<string>()
+  for (const span of spans) if (span.attributes[SpanAttribute.TOKEN_USAGE] !== undefined) reporting.add(span.spanId)
+  if (reporting.size === 0) return undefined
+  const parentOf = new Map(spans.map(s => [s.spanId, s.parentSpanId]))
+  const total = { input_tokens: 0, output_tokens: 0, total_tokens: 0 }
+  for (const span of spans) {
+    if (!reporting.has(span.spanId)) continue
+    let ancestor = parentOf.get(span.spanId)
+    while (ancestor !== undefined && ancestor !== '' && !reporting.has(ancestor)) ancestor = parentOf.get(ancestor)
+    if (ancestor !== undefined && reporting.has(ancestor)) continue
+    const usage = span.attributes[SpanAttribute.TOKEN_USAGE] as Partial<TokenUsage>
+    total.input_tokens += Number(usage.input_tokens ?? 0)
+    total.output_tokens += Number(usage.output_tokens ?? 0)
+    total.total_tokens += Number(usage.total_tokens ?? 0)
+  }
+  return total
+}
+
+function preview (value: unknown): string | undefined {
+  if (value === undefined) return undefined
+  return typeof value === 'string' ? value : safeJson(value)
+}
+
+function limited (entries: Record<string, string>, maxValue: number): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const key in entries) out[truncate(key, Limits.KEY)] = truncate(String(entries[key]), maxValue)
+  return out
+}
+
+function spanJson (span: MlflowSpan, traceB64: string, traceIdJson: string): string {
+  // Every span attribute value is JSON text stored as a string (MLflow's span format).
+  let attributes = '{' + JSON.stringify(SpanAttribute.TRACE_ID) + ':' + JSON.stringify(traceIdJson)
+  for (const key in span.attributes) {
+    if (key === SpanAttribute.TRACE_ID) continue
+    attributes += ',' + JSON.stringify(key) + ':' + JSON.stringify(safeJson(span.attributes[key]))
+  }
+  attributes += '}'
+  return '{"trace_id":"' + traceB64 +
+    '","span_id":"' + hexToBase64(span.spanId) +
+    '","trace_state":"","parent_span_id":"' + (span.parentSpanId === '' ? '' : hexToBase64(span.parentSpanId)) +
+    '","name":' + JSON.stringify(span.name) +
+    ',"start_time_unix_nano":' + span.startNs.toString() +
+    ',"end_time_unix_nano":' + span.endNs.toString() +
+    ',"attributes":' + attributes +
+    ',"status":' + statusJson(span.status) +
+    ',"events":' + eventsJson(span.events) + '}'
+}
+
+function statusJson (status: SpanStatus): string {
+  return '{"message":' + JSON.stringify(status.message ?? '') + ',"code":"' + STATUS_CODE[status.code] + '"}'
+}
+
+function eventsJson (events: SpanEvent[]): string {
+  if (events.length === 0) return '[]'
+  return '[' + events.map(e =>
+    '{"name":' + JSON.stringify(e.name) +
+    ',"time_unix_nano":' + e.timeNs.toString() +
+    ',"attributes":' + safeJson(e.attributes ?? {}) + '}'
+  ).join(',') + ']'
+}

@@ -1,0 +1,134 @@
+import {
+  SpanStatusCode, TraceFlags,
+  type Attributes, type AttributeValue, type Exception, type Link, type Span, type SpanContext,
+  type SpanKind, type SpanStatus, type TimeInput
+} from '@opentelemetry/api'
+import { SpanAttribute, type SpanType } from './constants'
+import { newSpanIdHex } from './ids'
+import { nowNs, toNs } from './time'
+import type { TraceRecord } from './trace-record'
+
+export interface SpanEvent {
+  name: string
+  timeNs: bigint
+  attributes?: Attributes
+}
+
+/** Token counts in MLflow's `mlflow.chat.tokenUsage` shape. */
+export interface TokenUsage {
+  input_tokens: number
+  output_tokens: number
+  total_tokens?: number
+  cache_read_input_tokens?: number
+  cache_creation_input_tokens?: number
+}
+
+/**
+ * A span on the OTel API that keeps only what MLflow stores. Attribute values are kept as given and
+ * JSON-encoded once, when the trace is serialized.
+ */
+export class MlflowSpan implements Span {
+  readonly spanId = newSpanIdHex()
+  readonly attributes: Record<string, unknown> = {}
+  readonly events: SpanEvent[] = []
+  status: SpanStatus = { code: SpanStatusCode.UNSET }
+  endNs = 0n
+  ended = false
+  private context: SpanContext | undefined
+
+  constructor (
+    readonly trace: TraceRecord,
+    public name: string,
+    readonly parentSpanId: string,
+    readonly startNs: bigint,
+    readonly kind: SpanKind
+  ) {
+    trace.spans.push(this)
+  }
+
+  spanContext (): SpanContext {
+    return (this.context ??= { traceId: this.trace.traceIdHex, spanId: this.spanId, traceFlags: TraceFlags.SAMPLED })
+  }
+
+  setAttribute (key: string, value: AttributeValue | unknown): this {
+    if (!this.ended && value !== undefined && value !== null) this.attributes[key] = value
+    return this
+  }
+
+  setAttributes (attributes: Attributes | Record<string, unknown>): this {
+    for (const key in attributes) this.setAttribute(key, attributes[key])
+    return this
+  }
+
+  setSpanType (type: SpanType): this {
+    return this.setAttribute(SpanAttribute.TYPE, type)
+  }
+
+  setInputs (inputs: unknown): this {
+    return this.setAttribute(SpanAttribute.INPUTS, inputs)
+  }
+
+  setOutputs (outputs: unknown): this {
+    return this.setAttribute(SpanAttribute.OUTPUTS, outputs)
+  }
+
+  setTokenUsage (usage: TokenUsage): this {
+    const total = usage.total_tokens ?? usage.input_tokens + usage.output_tokens
+    return this.setAttribute(SpanAttribute.TOKEN_USAGE, { ...usage, total_tokens: total })
+  }
+
+  addEvent (name: string, attributesOrTime?: Attributes | TimeInput, time?: TimeInput): this {
+    if (this.ended) return this
+    if (isTimeInput(attributesOrTime)) this.events.push({ name, timeNs: toNs(attributesOrTime) })
+    else this.events.push({ name, timeNs: toNs(time), attributes: attributesOrTime })
+    return this
+  }
+
+  // MLflow's span document has no links.
+  addLink (_link: Link): this { return this }
+  addLinks (_links: Link[]): this { return this }
+
+  setStatus (status: SpanStatus): this {
+    if (!this.ended) this.status = status
+    return this
+  }
+
+  updateName (name: string): this {
+    if (!this.ended) this.name = name
+    return this
+  }
+
+  isRecording (): boolean {
+    return !this.ended
+  }
+
+  recordException (exception: Exception, time?: TimeInput): void {
+    const attributes: Attributes = {}
+    if (typeof exception === 'string') {
+      attributes['exception.message'] = exception
+    } else {
+      attributes['exception.type'] = exception.name ?? String(exception.code ?? 'Error')
+      if (exception.message !== undefined) attributes['exception.message'] = exception.message
+      if (exception.stack !== undefined) attributes['exception.stacktrace'] = exception.stack
+    }
+    this.addEvent('exception', attributes, time)
+  }
+
+  end (endTime?: TimeInput): void {
+    if (this.ended) return
+    this.close(toNs(endTime))
+    this.trace.spanEnded(this)
+  }
+
+  /** Ends without notifying the trace: used when the root ends before its children. */
+  close (endNs: bigint = nowNs()): void {
+    this.ended = true
+    this.endNs = endNs < this.startNs ? this.startNs : endNs
+    // As MLflow's SDKs do: a span that ended without an error is OK.
+    if (this.status.code === SpanStatusCode.UNSET) this.status = { code: SpanStatusCode.OK }
+  }
+}
+
+function isTimeInput (value: unknown): value is TimeInput {
+  return typeof value === 'number' || Array.isArray(value) || value instanceof Date
+}

@@ -1,0 +1,31 @@
+import type { TimeInput } from '@opentelemetry/api'
+
+// Wall-clock nanoseconds: Date.now() anchors the monotonic clock once, so span times keep
+// sub-millisecond order without a syscall per reading.
+const anchorNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint()
+
+export function nowNs (): bigint {
+  return anchorNs + process.hrtime.bigint()
+}
+
+/** Converts the OTel API's time forms (HrTime, epoch milliseconds, Date) to epoch nanoseconds. */
+export function toNs (time: TimeInput | undefined): bigint {
+  if (time === undefined) return nowNs()
+  if (Array.isArray(time)) return BigInt(time[0]) * 1_000_000_000n + BigInt(time[1])
+  const ms = time instanceof Date ? time.getTime() : time
+  // performance.now()-style readings are far below any epoch time; the OTel API allows both.
+  const epochMs = ms < 1e11 ? performance.timeOrigin + ms : ms
+  return BigInt(Math.round(epochMs * 1000)) * 1000n
+}
+
+/** google.protobuf.Timestamp in JSON form, millisecond precision. */
+export function nsToRfc3339 (ns: bigint): string {
+  return new Date(Number(ns / 1_000_000n)).toISOString()
+}
+
+/** google.protobuf.Duration in JSON form: seconds with nine fractional digits. */
+export function nsToDuration (ns: bigint): string {
+  const whole = ns / 1_000_000_000n
+  const frac = (ns % 1_000_000_000n).toString().padStart(9, '0')
+  return `${whole}.${frac}s`
+}

@@ -1,0 +1,49 @@
+import { FST_MLFLOW_TRACE_FINALIZED } from '../errors'
+import { mlflowTraceId } from './ids'
+import type { MlflowSpan } from './span'
+
+/**
+ * Trace-level state, held apart from the active span so that user, session, tags and the request
+ * id can be set from anywhere that has the trace (MLflow's TS SDK loses them outside `withSpan`).
+ */
+export class TraceRecord {
+  readonly id: string
+  readonly spans: MlflowSpan[] = []
+  readonly metadata: Record<string, string> = {}
+  readonly tags: Record<string, string> = {}
+  clientRequestId: string | undefined
+  requestPreview: string | undefined
+  responsePreview: string | undefined
+  finalized = false
+
+  constructor (readonly traceIdHex: string, private readonly onEnd: (trace: TraceRecord) => void) {
+    this.id = mlflowTraceId(traceIdHex)
+  }
+
+  /** The first span of the trace: the one with no parent in this process. */
+  get root (): MlflowSpan {
+    return this.spans[0]
+  }
+
+  setMetadata (metadata: Record<string, string>): void {
+    this.assertOpen()
+    Object.assign(this.metadata, metadata)
+  }
+
+  setTags (tags: Record<string, string>): void {
+    this.assertOpen()
+    Object.assign(this.tags, tags)
+  }
+
+  spanEnded (span: MlflowSpan): void {
+    if (span !== this.root || this.finalized) return
+    // Children still open when the root ends are closed with it, so that nothing is lost.
+    for (const child of this.spans) if (!child.ended) child.close(span.endNs)
+    this.finalized = true
+    this.onEnd(this)
+  }
+
+  private assertOpen (): void {
+    if (this.finalized) throw new FST_MLFLOW_TRACE_FINALIZED(this.id)
+  }
+}

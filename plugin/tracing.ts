@@ -1,0 +1,109 @@
+import { MlflowClient } from './export/client'
+import { resolveDestination, type Destination, type DestinationOptions } from './export/config'
+import { FileSink } from './export/file-sink'
+import { MlflowHttpError } from './export/http'
+import { stderrLogger, type Logger } from './export/logger'
+import { MlflowSink } from './export/mlflow-sink'
+import { ExportQueue, type ExportStats, type QueueOptions, type TraceSink } from './export/queue'
+import { serializeTrace } from './trace/serialize'
+import type { TraceRecord } from './trace/trace-record'
+import { MlflowTracer } from './trace/tracer'
+
+export interface MlflowTracingOptions extends DestinationOptions {
+  queue?: QueueOptions
+  logger?: Logger
+  /** Replaces the destination the options and environment describe (e.g. a MemorySink in tests). */
+  sink?: TraceSink
+}
+
+export interface MlflowTracingStats extends ExportStats {
+  /** Spans started under a trace that had already ended; they are not exported. */
+  lateSpans: number
+}
+
+/** The trace client: a tracer whose finished traces are exported in the background. */
+export class MlflowTracing {
+  readonly tracer: MlflowTracer
+  /** Set when traces go to a tracking server. */
+  readonly client: MlflowClient | undefined
+  /** Where traces go, in words, for the start-up log line. */
+  readonly destination: string
+  private readonly queue: ExportQueue
+  private readonly mlflowSink: MlflowSink | undefined
+  private readonly logger: Logger
+
+  constructor (opts: MlflowTracingOptions = {}, env: Record<string, string | undefined> = process.env) {
+    this.logger = opts.logger ?? stderrLogger
+    const dest: Destination | undefined = opts.sink === undefined ? resolveDestination(opts, env) : undefined
+    let sink = opts.sink
+    if (dest?.kind === 'file') {
+      sink = new FileSink(dest.path)
+      this.destination = `local file ${dest.path} (no tracking URI configured)`
+    } else if (dest?.kind === 'mlflow') {
+      this.client = new MlflowClient({ host: dest.host, auth: dest.auth, timeoutMs: dest.timeoutMs, workspace: dest.workspace })
+      this.mlflowSink = new MlflowSink(this.client, dest.databricks, {
+        experimentId: dest.experimentId, experimentName: dest.experimentName, credentialSetting: credentialSetting(dest.authKind)
+      })
+      sink = this.mlflowSink
+      const experiment = dest.experimentId !== undefined ? `experiment ${dest.experimentId}` : `experiment '${dest.experimentName ?? ''}'`
+      this.destination = `MLflow at ${dest.host}, ${experiment}`
+    } else {
+      this.destination = 'a custom sink'
+    }
+    this.queue = new ExportQueue(sink as TraceSink, this.logger, opts.queue)
+    this.tracer = new MlflowTracer(trace => this.enqueue(trace))
+  }
+
+  /**
+   * Checks the destination and says where traces go. Bad credentials and a missing experiment
+   * throw; a server that cannot be reached only warns, since traces queue and retry.
+   */
+  async start (): Promise<void> {
+    if (this.mlflowSink !== undefined) {
+      try {
+        await this.mlflowSink.experimentId()
+      } catch (err) {
+        if (!(err instanceof MlflowHttpError)) throw err
+        this.logger.warn({ err: err.message }, 'MLflow server not reachable at start-up; traces will queue and retry')
+      }
+    }
+    this.logger.info({ destination: this.destination }, `MLflow tracing: traces go to ${this.destination}`)
+  }
+
+  /** The experiment traces go to (undefined for a file or custom sink). */
+  async experimentId (): Promise<string | undefined> {
+    return await this.mlflowSink?.experimentId()
+  }
+
+  stats (): MlflowTracingStats {
+    return { ...this.queue.stats(), lateSpans: this.tracer.lateSpans }
+  }
+
+  async flush (timeoutMs = 10_000): Promise<boolean> {
+    return await this.queue.flush(timeoutMs)
+  }
+
+  async shutdown (timeoutMs = 10_000): Promise<boolean> {
+    return await this.queue.shutdown(timeoutMs)
+  }
+
+  private enqueue (trace: TraceRecord): void {
+    let serialized
+    try {
+      serialized = serializeTrace(trace)
+    } catch (err) {
+      return this.queue.drop('serialization_error', undefined, (err as Error).message)
+    }
+    this.queue.push(serialized)
+  }
+}
+
+function credentialSetting (kind: Extract<Destination, { kind: 'mlflow' }>['authKind']): string {
+  switch (kind) {
+    case 'basic': return 'MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD'
+    case 'bearer': return 'MLFLOW_TRACKING_TOKEN'
+    case 'databricks-pat': return 'DATABRICKS_TOKEN'
+    case 'databricks-oauth': return 'DATABRICKS_CLIENT_ID / DATABRICKS_CLIENT_SECRET'
+    case 'none': return 'no credentials (set MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)'
+  }
+}
