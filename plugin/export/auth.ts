@@ -20,7 +20,7 @@ export interface OAuthOptions {
   clientId: string
   clientSecret: string
   timeoutMs: number
-  /** Refresh this long before expiry, so that no call goes out with a token about to lapse. */
+  /** Refresh this long before expiry (at most half the token's life), so no call goes out with a token about to lapse. */
   refreshMarginMs?: number
   now?: () => number
 }
@@ -34,7 +34,7 @@ export function databricksOAuth (opts: OAuthOptions): AuthProvider {
   const margin = opts.refreshMarginMs ?? 5 * 60_000
   const basic = 'Basic ' + Buffer.from(`${opts.clientId}:${opts.clientSecret}`).toString('base64')
   let header: string | undefined
-  let expiresAt = 0
+  let refreshAt = 0
   let pending: Promise<string> | undefined
 
   async function fetchToken (): Promise<string> {
@@ -50,12 +50,13 @@ export function databricksOAuth (opts: OAuthOptions): AuthProvider {
       throw new MlflowHttpError('POST /oidc/v1/token: answer has no access_token', res.status, 'BAD_TOKEN_RESPONSE')
     }
     header = `${body.token_type ?? 'Bearer'} ${body.access_token}`
-    expiresAt = now() + (body.expires_in ?? 3600) * 1000
+    const lifeMs = (body.expires_in ?? 3600) * 1000
+    refreshAt = now() + lifeMs - Math.min(margin, lifeMs / 2)
     return header
   }
 
   return async () => {
-    if (header !== undefined && now() < expiresAt - margin) return header
+    if (header !== undefined && now() < refreshAt) return header
     pending ??= fetchToken().finally(() => { pending = undefined })
     return await pending
   }

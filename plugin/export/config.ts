@@ -95,7 +95,7 @@ export function resolveDestination (opts: DestinationOptions, env: Env = process
   }
 
   const host = httpUrl(uri, 'trackingUri (MLFLOW_TRACKING_URI)')
-  const workspace = pick(env.MLFLOW_WORKSPACE, 'MLFLOW_WORKSPACE') ?? pick(opts.workspace, 'MLFLOW_WORKSPACE')
+  const workspace = pick(opts.workspace, 'MLFLOW_WORKSPACE')
   const username = pick(opts.trackingUsername, 'MLFLOW_TRACKING_USERNAME')
   const password = pick(opts.trackingPassword, 'MLFLOW_TRACKING_PASSWORD')
   const token = pick(opts.trackingToken, 'MLFLOW_TRACKING_TOKEN')

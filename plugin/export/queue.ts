@@ -37,6 +37,8 @@ export interface ExportStats {
 
 const DEFAULTS = { maxTraces: 1000, maxBytes: 32 * 1024 * 1024, concurrency: 4, maxAttempts: 5, initialBackoffMs: 500, maxBackoffMs: 30_000 }
 const WARN_INTERVAL_MS = 60_000
+/** How long shutdown() lets aborted in-flight exports settle (a sink may ignore the signal). */
+const SHUTDOWN_SETTLE_MS = 1000
 
 /**
  * Exports finished traces in the background. The request path only pushes; a full queue drops the
@@ -101,6 +103,8 @@ export class ExportQueue {
     const flushed = await this.flush(timeoutMs)
     this.abort.abort()
     while (this.size > 0) this.drop('shutdown', this.take())
+    // In-flight exports see the abort and count themselves as dropped; let them settle first.
+    await this.flush(SHUTDOWN_SETTLE_MS)
     await this.sink.close?.()
     return flushed
   }

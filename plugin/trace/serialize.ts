@@ -60,7 +60,7 @@ export function serializeTrace (record: TraceRecord): SerializedTrace {
     spansJson += spanJson(record.spans[i], traceB64, traceIdJson)
   }
   spansJson += ']}'
-  return { traceId: record.id, info, spansJson, bytes: spansJson.length + safeJson(info).length }
+  return { traceId: record.id, info, spansJson, bytes: Buffer.byteLength(spansJson) + Buffer.byteLength(safeJson(info)) }
 }
 
 function traceMetadata (record: TraceRecord): Record<string, string> {

@@ -1,0 +1,303 @@
+import { ROOT_CONTEXT, trace } from '@opentelemetry/api'
+import t, { type Test } from 'tap'
+import type { QueueOptions, TraceSink } from '../plugin/export/queue'
+import type { SerializedTrace } from '../plugin/trace/serialize'
+import { MlflowTracing, type MlflowTracingOptions } from '../plugin/tracing'
+import { closedPort, FakeServer, recordingLogger } from './helpers/fake-server'
+
+const TRACES = '/api/3.0/mlflow/traces'
+const EXPERIMENT = '/api/2.0/mlflow/experiments/get'
+const ARTIFACTS = '/api/2.0/mlflow-artifacts/artifacts/*'
+const FAST: QueueOptions = { initialBackoffMs: 10, maxBackoffMs: 200 }
+const NO_DROPS = { queue_full: 0, too_large: 0, rejected: 0, retries_exhausted: 0, failed: 0, shutdown: 0, serialization_error: 0 }
+
+async function fakeServer (t: Test): Promise<FakeServer> {
+  const server = await FakeServer.start()
+  t.teardown(async () => await server.close())
+  return server
+}
+
+function setup (t: Test, trackingUri: string, opts: MlflowTracingOptions = {}): { tracing: MlflowTracing, logger: ReturnType<typeof recordingLogger> } {
+  const logger = recordingLogger()
+  const tracing = new MlflowTracing({ logger, ...opts, queue: { ...FAST, ...opts.queue } }, { MLFLOW_TRACKING_URI: trackingUri, MLFLOW_EXPERIMENT_ID: '1' })
+  t.teardown(async () => { await tracing.shutdown(100) })
+  return { tracing, logger }
+}
+
+/** Ends one single-span trace; returns its id. */
+function endTrace (tracing: MlflowTracing, name = 'root'): string {
+  const span = tracing.tracer.startSpan(name)
+  span.end()
+  return span.trace.id
+}
+
+function postedTraceIds (server: FakeServer): string[] {
+  return server.received('POST', TRACES).map(r => (JSON.parse(r.body) as { trace: { trace_info: { trace_id: string } } }).trace.trace_info.trace_id)
+}
+
+t.test('503 then 200 on StartTraceV3: retried once, exported once', async t => {
+  const server = await fakeServer(t)
+  server.fail('POST', TRACES, { status: 503, body: { error_code: 'TEMPORARILY_UNAVAILABLE', message: 'busy' } })
+  const { tracing, logger } = setup(t, server.url)
+  await tracing.start()
+  const id = endTrace(tracing)
+  t.equal(await tracing.flush(5000), true)
+  const stats = tracing.stats()
+  t.equal(stats.exported, 1)
+  t.equal(stats.retried, 1)
+  t.same(stats.dropped, NO_DROPS)
+  t.same(postedTraceIds(server), [id, id], 'StartTraceV3 sent twice: the 503 and the retry')
+  t.equal(server.received('PUT', ARTIFACTS).length, 1, 'spans uploaded once')
+  t.equal(server.received('PUT', ARTIFACTS)[0].path, `/api/2.0/mlflow-artifacts/artifacts/1/traces/${id}/artifacts/traces.json`)
+  t.same(logger.calls.error, [])
+  t.same(logger.calls.warn, [])
+})
+
+t.test('429 with Retry-After: 1 is honoured', async t => {
+  const server = await fakeServer(t)
+  server.fail('POST', TRACES, { status: 429, headers: { 'retry-after': '1' }, body: { error_code: 'REQUEST_LIMIT_EXCEEDED', message: 'slow down' } })
+  const { tracing } = setup(t, server.url, { queue: { maxBackoffMs: 5000 } })
+  await tracing.start()
+  endTrace(tracing)
+  t.equal(await tracing.flush(5000), true)
+  const posts = server.received('POST', TRACES)
+  t.equal(posts.length, 2)
+  t.ok(posts[1].at - posts[0].at >= 900, `retry waited for Retry-After (${posts[1].at - posts[0].at} ms)`)
+  t.equal(tracing.stats().retried, 1)
+  t.equal(tracing.stats().exported, 1)
+  t.same(tracing.stats().dropped, NO_DROPS)
+})
+
+t.test('400 is not retried: counted as rejected, logged once with the server message', async t => {
+  const server = await fakeServer(t)
+  const bad = { status: 400, body: { error_code: 'INVALID_PARAMETER_VALUE', message: 'bad thing' } }
+  server.fail('POST', TRACES, bad, bad)
+  const { tracing, logger } = setup(t, server.url)
+  await tracing.start()
+  endTrace(tracing)
+  endTrace(tracing)
+  t.equal(await tracing.flush(5000), true)
+  const stats = tracing.stats()
+  t.equal(stats.dropped.rejected, 2)
+  t.equal(stats.retried, 0)
+  t.equal(stats.exported, 0)
+  t.equal(server.received('POST', TRACES).length, 2, 'one call per trace, no retry')
+  t.equal(server.received('PUT', ARTIFACTS).length, 0)
+  t.equal(logger.calls.error.length, 1, 'logged once')
+  const logged = JSON.stringify(logger.calls.error[0])
+  t.match(logged, 'bad thing')
+  t.match(logger.calls.error[0].obj, { status: 400, errorCode: 'INVALID_PARAMETER_VALUE' })
+})
+
+t.test('a server that never answers: timeouts are retried, then the trace is dropped', async t => {
+  const server = await fakeServer(t)
+  server.fail('POST', TRACES, 'hang', 'hang', 'hang')
+  const { tracing, logger } = setup(t, server.url, { requestTimeoutMs: 200, queue: { maxAttempts: 2 } })
+  await tracing.start()
+  endTrace(tracing)
+  t.equal(await tracing.flush(5000), true, 'flush resolves')
+  const stats = tracing.stats()
+  t.equal(stats.dropped.retries_exhausted, 1)
+  t.equal(stats.retried, 1)
+  t.equal(stats.exported, 0)
+  t.equal(stats.inFlight, 0)
+  t.equal(server.received('POST', TRACES).length, 2)
+  const warning = logger.calls.warn.find(c => c.msg === 'MLflow trace dropped: retries_exhausted')
+  t.ok(warning, 'the drop is logged')
+  t.match(String(warning?.obj.detail), /no answer within 200 ms/)
+})
+
+t.test('connection refused: start() only warns, traces are retried then dropped, nothing throws', async t => {
+  const port = await closedPort()
+  const { tracing, logger } = setup(t, `http://127.0.0.1:${port}`, { queue: { maxAttempts: 3 } })
+  await t.resolves(tracing.start(), 'start() does not throw')
+  t.ok(logger.calls.warn.some(c => /not reachable/.test(c.msg ?? '')), 'start() warns')
+
+  for (let i = 0; i < 3; i++) {
+    const span = tracing.tracer.startSpan('root')
+    const child = tracing.tracer.startSpan('child', {}, trace.setSpan(ROOT_CONTEXT, span))
+    child.end()
+    let result: unknown = 'not called'
+    t.doesNotThrow(() => { result = span.end() })
+    t.equal(result, undefined, 'end() is synchronous')
+    const stats = tracing.stats()
+    t.equal(stats.queued + stats.inFlight, i + 1, 'the trace is handed to the queue at once')
+  }
+  t.equal(await tracing.flush(5000), true)
+  const stats = tracing.stats()
+  t.equal(stats.dropped.retries_exhausted, 3)
+  t.equal(stats.retried, 6, 'two retries per trace')
+  t.equal(stats.exported, 0)
+  const warning = logger.calls.warn.find(c => c.msg === 'MLflow trace dropped: retries_exhausted')
+  t.match(String(warning?.obj.detail), /ECONNREFUSED/)
+})
+
+t.test('connection reset, then 200: retried and exported', async t => {
+  const server = await fakeServer(t)
+  server.fail('POST', TRACES, 'reset')
+  const { tracing } = setup(t, server.url)
+  await tracing.start()
+  const id = endTrace(tracing)
+  t.equal(await tracing.flush(5000), true)
+  const stats = tracing.stats()
+  t.equal(stats.retried, 1)
+  t.equal(stats.exported, 1)
+  t.same(stats.dropped, NO_DROPS)
+  t.same(postedTraceIds(server), [id, id])
+  t.equal(server.received('PUT', ARTIFACTS).length, 1)
+})
+
+t.test('span upload failure: only the upload is retried, StartTraceV3 is not repeated', async t => {
+  const server = await fakeServer(t)
+  server.fail('PUT', ARTIFACTS, { status: 503, body: 'Service Unavailable' })
+  const { tracing } = setup(t, server.url)
+  await tracing.start()
+  const id = endTrace(tracing)
+  t.equal(await tracing.flush(5000), true)
+  const stats = tracing.stats()
+  t.equal(stats.exported, 1)
+  t.equal(stats.retried, 1)
+  t.same(stats.dropped, NO_DROPS)
+  t.same(postedTraceIds(server), [id], 'StartTraceV3 sent once')
+  const puts = server.received('PUT', ARTIFACTS)
+  t.equal(puts.length, 2, 'upload sent twice')
+  t.equal(puts[0].body, puts[1].body)
+  t.match(JSON.parse(puts[1].body), { spans: [{ name: 'root' }] })
+})
+
+/** A sink whose exports all wait until release(). */
+function gatedSink (): TraceSink & { exported: SerializedTrace[], started: SerializedTrace[], release: () => void } {
+  let open: () => void = () => {}
+  const gate = new Promise<void>(resolve => { open = resolve })
+  const sink = {
+    exported: [] as SerializedTrace[],
+    started: [] as SerializedTrace[],
+    release: () => open(),
+    async export (trace: SerializedTrace): Promise<void> {
+      sink.started.push(trace)
+      await gate
+      sink.exported.push(trace)
+    }
+  }
+  return sink
+}
+
+t.test('queue overflow: the oldest waiting traces are dropped, memory stays bounded', async t => {
+  t.test('trace count bound', async t => {
+    const sink = gatedSink()
+    const logger = recordingLogger()
+    const tracing = new MlflowTracing({ sink, logger, queue: { ...FAST, maxTraces: 10, concurrency: 1 } }, {})
+    const ids: string[] = []
+    for (let i = 0; i < 1000; i++) ids.push(endTrace(tracing))
+    let stats = tracing.stats()
+    t.equal(stats.dropped.queue_full, 1000 - 10 - 1, 'all but the one in flight and ten waiting')
+    t.equal(stats.queued, 10)
+    t.equal(stats.inFlight, 1)
+    t.equal(logger.calls.warn.filter(c => c.msg === 'MLflow trace dropped: queue_full').length, 1, 'warned once, not per trace')
+
+    sink.release()
+    t.equal(await tracing.flush(5000), true)
+    stats = tracing.stats()
+    t.equal(stats.exported, 11)
+    t.equal(stats.queued, 0)
+    t.equal(stats.queuedBytes, 0)
+    t.same(sink.exported.map(s => s.traceId), [ids[0], ...ids.slice(-10)], 'the first (in flight) and the ten newest are exported')
+    await tracing.shutdown(100)
+  })
+
+  t.test('byte bound and too_large', async t => {
+    const sink = gatedSink()
+    // Measure one trace of the shape used below.
+    let size = 0
+    const probe = new MlflowTracing({ sink: { export: async (s: SerializedTrace) => { size = s.bytes } }, logger: recordingLogger() }, {})
+    const probeSpan = probe.tracer.startSpan('root')
+    probeSpan.setAttribute('payload', 'x'.repeat(1000))
+    probeSpan.end()
+    await probe.shutdown(1000)
+    t.ok(size > 1000)
+
+    const maxBytes = Math.floor(size * 3.5)
+    const tracing = new MlflowTracing({ sink, logger: recordingLogger(), queue: { ...FAST, maxTraces: 1000, maxBytes, concurrency: 1 } }, {})
+    const ids: string[] = []
+    for (let i = 0; i < 50; i++) {
+      const span = tracing.tracer.startSpan('root')
+      span.setAttribute('payload', 'x'.repeat(1000))
+      span.end()
+      ids.push(span.trace.id)
+      const stats = tracing.stats()
+      t.ok(stats.queuedBytes <= maxBytes, 'queuedBytes ≤ maxBytes after every push')
+      t.ok(stats.queued <= 3)
+    }
+    let stats = tracing.stats()
+    t.equal(stats.queued, 3, 'three traces fit in maxBytes')
+    t.equal(stats.dropped.queue_full, 50 - 3 - 1, 'the byte bound dropped the rest')
+    t.equal(stats.dropped.too_large, 0)
+
+    const big = tracing.tracer.startSpan('big')
+    big.setAttribute('payload', 'x'.repeat(maxBytes))
+    big.end()
+    stats = tracing.stats()
+    t.equal(stats.dropped.too_large, 1, 'a trace bigger than maxBytes is dropped as too_large')
+    t.equal(stats.dropped.queue_full, 50 - 3 - 1, 'and does not push others out')
+    t.equal(stats.queued, 3)
+    t.ok(stats.queuedBytes <= maxBytes)
+
+    sink.release()
+    t.equal(await tracing.flush(5000), true)
+    t.same(sink.exported.map(s => s.traceId), [ids[0], ...ids.slice(-3)], 'the newest waiting traces survive')
+    await tracing.shutdown(100)
+  })
+})
+
+t.test('shutdown with a deadline while the server hangs', async t => {
+  const server = await fakeServer(t)
+  server.fail('POST', TRACES, ...Array<'hang'>(10).fill('hang'))
+  const { tracing } = setup(t, server.url, { requestTimeoutMs: 10_000, queue: { concurrency: 2 } })
+  await tracing.start()
+  for (let i = 0; i < 5; i++) endTrace(tracing)
+  t.equal(tracing.stats().inFlight, 2)
+  t.equal(tracing.stats().queued, 3)
+
+  t.equal(await tracing.shutdown(300), false, 'shutdown reports the deadline was missed')
+  let stats = tracing.stats()
+  t.equal(stats.queued, 0)
+  t.equal(stats.inFlight, 0, 'nothing in flight once shutdown resolves')
+  t.equal(stats.dropped.shutdown, 5, 'waiting and in-flight traces are counted by the time shutdown resolves')
+
+  t.equal(await tracing.flush(1000), true, 'the aborted exports settle promptly')
+  stats = tracing.stats()
+  t.equal(stats.dropped.shutdown, 5, 'waiting and in-flight traces are counted as dropped by shutdown')
+  t.equal(stats.inFlight, 0)
+  t.equal(stats.exported, 0)
+  t.equal(stats.retried, 0, 'aborted exports are not retried')
+  t.equal(stats.dropped.retries_exhausted, 0)
+
+  t.doesNotThrow(() => endTrace(tracing))
+  stats = tracing.stats()
+  t.equal(stats.dropped.shutdown, 6, 'a trace ended after shutdown is counted too')
+  t.equal(stats.queued, 0)
+  t.equal(server.received('POST', TRACES).length, 2, 'nothing more was sent')
+})
+
+t.test('configuration rejected at start()', async t => {
+  t.test('401 on experiment lookup names MLFLOW_TRACKING_TOKEN', async t => {
+    const server = await fakeServer(t)
+    server.fail('GET', EXPERIMENT, { status: 401, body: { error_code: 'UNAUTHENTICATED', message: 'Invalid token' } })
+    const { tracing } = setup(t, server.url, { trackingToken: 'wrong' })
+    const err = await tracing.start().then(() => undefined, (e: unknown) => e) as { code?: string, message?: string }
+    t.equal(err?.code, 'FST_MLFLOW_SERVER_REJECTED')
+    t.match(err?.message, 'MLFLOW_TRACKING_TOKEN')
+    t.match(err?.message, 'Invalid token')
+    t.equal(server.received('GET', EXPERIMENT)[0].headers.authorization, 'Bearer wrong')
+  })
+
+  t.test('404 RESOURCE_DOES_NOT_EXIST on experiment lookup names MLFLOW_EXPERIMENT_ID', async t => {
+    const server = await fakeServer(t)
+    server.fail('GET', EXPERIMENT, { status: 404, body: { error_code: 'RESOURCE_DOES_NOT_EXIST', message: 'No Experiment with id=1 exists' } })
+    const { tracing } = setup(t, server.url)
+    const err = await tracing.start().then(() => undefined, (e: unknown) => e) as { code?: string, message?: string }
+    t.equal(err?.code, 'FST_MLFLOW_INVALID_OPTION')
+    t.match(err?.message, 'MLFLOW_EXPERIMENT_ID')
+    t.match(err?.message, 'No Experiment with id=1 exists')
+  })
+})
