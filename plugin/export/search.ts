@@ -38,6 +38,7 @@ export function traceFilter (query: TraceQuery): { filter: string, matches: (tra
   metadata(TraceMetadata.USER, query.user)
   metadata(TraceMetadata.SESSION, query.session)
   metadata(TraceMetadata.SOURCE_TYPE, query.environment)
+  // `trace.client_request_id` is refused by 3.1-era parsers; 3.17.2 answers it (round trip).
   if (query.clientRequestId !== undefined) {
     conditions.push({ field: 'trace.client_request_id', value: query.clientRequestId, read: t => t.client_request_id })
   }
@@ -64,6 +65,7 @@ export async function findTraces (
   const found: StoredTraceInfo[] = []
   let pageToken: string | undefined
   do {
+    // The server refuses max_results above 500.
     const page = await client.searchTraces({
       experimentIds, filter: filter === '' ? undefined : filter, maxResults: Math.min(500, limit), orderBy: ['timestamp_ms DESC'], pageToken
     })
