@@ -1,3 +1,59 @@
+import { context } from '@opentelemetry/api'
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
+import type { FastifyPluginAsync } from 'fastify'
+import fp from 'fastify-plugin'
+import { deploymentMetadata } from './context/deployment'
+import { createLifecycle, kState } from './lifecycle'
+import { validateOptions, type FastifyMlflowTracingOptions } from './options'
+import type { RequestTrace } from './trace/request-trace'
+import { MlflowTracing } from './tracing'
+import './types'
+
+const plugin: FastifyPluginAsync<FastifyMlflowTracingOptions> = async (fastify, opts) => {
+  const settings = validateOptions(opts, process.env)
+  const owned = opts.tracing === undefined
+  const tracing = opts.tracing ?? new MlflowTracing({ logger: fastify.log, ...opts })
+  const lifecycle = createLifecycle(settings, tracing.tracer, deploymentMetadata(process.env), opts.logger ?? fastify.log)
+
+  // Spans are only "active" if a context manager carries them across awaits; keep the app's own if it has one.
+  const manager = new AsyncLocalStorageContextManager().enable()
+  if (!context.setGlobalContextManager(manager)) manager.disable()
+
+  fastify.decorate('mlflowTracing', {
+    tracing,
+    stats: () => ({ ...tracing.stats(), ...lifecycle.counters })
+  })
+  // null first, the request's handle in onRequest: Fastify 5 forbids shared objects as decorator defaults.
+  fastify.decorateRequest('mlflow', null as unknown as RequestTrace)
+  fastify.decorateRequest(kState, null)
+  fastify.addHook('onRequest', lifecycle.onRequest)
+  fastify.addHook('preValidation', lifecycle.preValidation)
+  fastify.addHook('preHandler', lifecycle.preHandler)
+  fastify.addHook('onError', lifecycle.onError)
+  fastify.addHook('onSend', lifecycle.onSend)
+  fastify.addHook('onResponse', lifecycle.onResponse)
+  fastify.addHook('onRequestAbort', lifecycle.onRequestAbort)
+  fastify.addHook('onTimeout', lifecycle.onTimeout)
+  fastify.addHook('onClose', async function flushTraces () {
+    const done = owned ? await tracing.shutdown(settings.flushTimeoutMs) : await tracing.flush(settings.flushTimeoutMs)
+    if (!done) fastify.log.warn({ stats: tracing.stats() }, 'MLflow tracing: not every trace was exported before the deadline')
+  })
+
+  if (settings.enabled) await tracing.start()
+  else fastify.log.info('MLflow tracing is disabled')
+}
+
+export const fastifyMlflowTracing = fp(plugin, { fastify: '5.x', name: 'fastify-mlflow-tracing' })
+export default fastifyMlflowTracing
+
+export type { FastifyMlflowTracingOptions, RouteTracingConfig } from './options'
+export type { FastifyMlflowTracing } from './types'
+export type { RequestTrace, ChildSpanOptions } from './trace/request-trace'
+export type { LlmRequest, LlmResponse } from './trace/genai'
+export type { UserSource } from './context/user'
+export type { LifecycleCounters } from './lifecycle'
+export { GenAi } from './trace/genai'
+export { DeploymentMetadata } from './context/deployment'
 export { MlflowTracing, type MlflowTracingOptions, type MlflowTracingStats } from './tracing'
 export { MlflowClient, type StoredTraceInfo, type Experiment, type SearchRequest } from './export/client'
 export { findTraces, traceFilter, type TraceQuery } from './export/search'

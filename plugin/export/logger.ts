@@ -11,3 +11,17 @@ export const stderrLogger: Logger = {
   warn: (obj, msg) => { process.stderr.write(JSON.stringify({ level: 'warn', msg, ...obj }) + '\n') },
   error: (obj, msg) => { process.stderr.write(JSON.stringify({ level: 'error', msg, ...obj }) + '\n') }
 }
+
+/** Logs a warning at most once a minute per key, so a flood of the same problem stays one line a minute. */
+export class ThrottledWarnings {
+  private readonly last = new Map<string, number>()
+
+  constructor (private readonly logger: Logger, private readonly intervalMs = 60_000) {}
+
+  warn (key: string, obj: object, msg: string): void {
+    const now = Date.now()
+    if (now - (this.last.get(key) ?? -Infinity) < this.intervalMs) return
+    this.last.set(key, now)
+    this.logger.warn(obj, msg)
+  }
+}

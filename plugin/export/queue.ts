@@ -1,6 +1,6 @@
 import type { SerializedTrace } from '../trace/serialize'
 import { MlflowHttpError } from './http'
-import type { Logger } from './logger'
+import { ThrottledWarnings, type Logger } from './logger'
 
 /** Where a serialized trace finally goes: the MLflow server, a local file, memory. */
 export interface TraceSink {
@@ -36,7 +36,6 @@ export interface ExportStats {
 }
 
 const DEFAULTS = { maxTraces: 1000, maxBytes: 32 * 1024 * 1024, concurrency: 4, maxAttempts: 5, initialBackoffMs: 500, maxBackoffMs: 30_000 }
-const WARN_INTERVAL_MS = 60_000
 /** How long shutdown() lets aborted in-flight exports settle (a sink may ignore the signal). */
 const SHUTDOWN_SETTLE_MS = 1000
 
@@ -55,7 +54,7 @@ export class ExportQueue {
   private readonly abort = new AbortController()
   private idleWaiters: Array<() => void> = []
   private readonly loggedRejections = new Set<string>()
-  private readonly lastWarned = new Map<string, number>()
+  private readonly warnings: ThrottledWarnings
   readonly counts = {
     exported: 0,
     retried: 0,
@@ -64,6 +63,7 @@ export class ExportQueue {
 
   constructor (private readonly sink: TraceSink, private readonly logger: Logger, options: QueueOptions = {}) {
     this.opts = { ...DEFAULTS, ...options }
+    this.warnings = new ThrottledWarnings(logger)
   }
 
   push (trace: SerializedTrace): void {
@@ -78,7 +78,7 @@ export class ExportQueue {
   /** Counts a trace lost before it reached the queue. */
   drop (reason: DropReason, trace?: SerializedTrace, detail?: string): void {
     this.counts.dropped[reason]++
-    this.warnAtMostEveryMinute(reason, { reason, traceId: trace?.traceId, detail, stats: this.stats() }, `MLflow trace dropped: ${reason}`)
+    this.warnings.warn(reason, { reason, traceId: trace?.traceId, detail, stats: this.stats() }, `MLflow trace dropped: ${reason}`)
   }
 
   stats (): ExportStats {
@@ -183,12 +183,5 @@ export class ExportQueue {
       const onAbort = (): void => { clearTimeout(timer); resolve(false) }
       signal.addEventListener('abort', onAbort, { once: true })
     })
-  }
-
-  private warnAtMostEveryMinute (key: string, obj: object, msg: string): void {
-    const now = Date.now()
-    if (now - (this.lastWarned.get(key) ?? -Infinity) < WARN_INTERVAL_MS) return
-    this.lastWarned.set(key, now)
-    this.logger.warn(obj, msg)
   }
 }

@@ -1,5 +1,14 @@
+/** A value that is already JSON text: serialization writes it as it is. */
+export class RawJson {
+  constructor (readonly json: string) {}
+  toJSON (): unknown {
+    return JSON.parse(this.json)
+  }
+}
+
 /** JSON text of any value: never throws (BigInt, cycles, throwing toJSON) and never returns undefined. */
 export function safeJson (value: unknown): string {
+  if (value instanceof RawJson) return value.json
   try {
     return JSON.stringify(value) ?? 'null'
   } catch {

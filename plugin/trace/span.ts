@@ -4,6 +4,7 @@ import {
   type SpanKind, type SpanStatus, type TimeInput
 } from '@opentelemetry/api'
 import { SpanAttribute, type SpanType } from './constants'
+import { llmResponseAttributes, type LlmResponse } from './genai'
 import { newSpanIdHex } from './ids'
 import { nowNs, toNs } from './time'
 import type { TraceRecord } from './trace-record'
@@ -75,6 +76,11 @@ export class MlflowSpan implements Span {
   setTokenUsage (usage: TokenUsage): this {
     const total = usage.total_tokens ?? usage.input_tokens + usage.output_tokens
     return this.setAttribute(SpanAttribute.TOKEN_USAGE, { ...usage, total_tokens: total })
+  }
+
+  /** An LLM call's result: response model and id, finish reasons, token usage, outputs. */
+  setLlmResponse (response: LlmResponse): this {
+    return this.setAttributes(llmResponseAttributes(response))
   }
 
   addEvent (name: string, attributesOrTime?: Attributes | TimeInput, time?: TimeInput): this {

@@ -1,0 +1,123 @@
+import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Context } from '@opentelemetry/api'
+import { FST_MLFLOW_INVALID_OPTION } from '../errors'
+import { SpanType, TraceMetadata } from './constants'
+import { llmRequestAttributes, type LlmRequest } from './genai'
+import type { MlflowSpan } from './span'
+import type { MlflowTracer } from './tracer'
+
+export interface ChildSpanOptions {
+  type?: SpanType
+  inputs?: unknown
+  attributes?: Attributes
+  kind?: SpanKind
+}
+
+/** What route code gets as `request.mlflow`: the request's trace, or a no-op one when it is not traced. */
+export interface RequestTrace {
+  /** False when the request is not traced (disabled, ignored, sampled out, opted out per route). */
+  readonly traced: boolean
+  /** The MLflow trace id (`tr-…`), to attach feedback or to find the trace. */
+  readonly traceId: string | undefined
+  readonly user: string | undefined
+  readonly session: string | undefined
+  /**
+   * Runs `fn` inside a child span that is the active OTel span, so `trace.getActiveSpan()` and other
+   * instrumentations nest under it. The span ends when `fn` returns or its promise settles; a throw
+   * marks it ERROR and is rethrown. Its return value becomes the outputs unless outputs were set.
+   */
+  span: <T>(name: string, options: ChildSpanOptions, fn: (span: MlflowSpan) => T) => T
+  /** An LLM call: `gen_ai.*` request attributes now, `span.setLlmResponse(...)` for the result. */
+  llm: <T>(request: LlmRequest, fn: (span: MlflowSpan) => T) => T
+  /** A tool call (span type TOOL). */
+  tool: <T>(name: string, inputs: unknown, fn: (span: MlflowSpan) => T) => T
+  /** Mutable labels for routing and triage. */
+  setTags: (tags: Record<string, string>) => void
+  /** Immutable facts about the request; throws FST_MLFLOW_TRACE_FINALIZED once the trace has ended. */
+  setMetadata: (metadata: Record<string, string>) => void
+}
+
+export class ActiveRequestTrace implements RequestTrace {
+  readonly traced = true
+
+  constructor (private readonly root: MlflowSpan, private readonly tracer: MlflowTracer, private readonly rootContext: Context) {}
+
+  get traceId (): string {
+    return this.root.trace.id
+  }
+
+  get user (): string | undefined {
+    return this.root.trace.metadata[TraceMetadata.USER]
+  }
+
+  get session (): string | undefined {
+    return this.root.trace.metadata[TraceMetadata.SESSION]
+  }
+
+  span<T> (name: string, options: ChildSpanOptions, fn: (span: MlflowSpan) => T): T {
+    // Nest under the active span when it belongs to this request; otherwise (context lost on the
+    // way, e.g. a callback API) under the root, never in another request's trace.
+    const active = trace.getSpan(context.active()) as MlflowSpan | undefined
+    const parent = active?.trace === this.root.trace ? context.active() : this.rootContext
+    const span = this.tracer.startSpan(name, { kind: options.kind, attributes: options.attributes }, parent)
+    span.setSpanType(options.type ?? SpanType.UNKNOWN)
+    if (options.inputs !== undefined) span.setInputs(options.inputs)
+    return context.with(trace.setSpan(parent, span), runInSpan<T>, undefined, span, fn)
+  }
+
+  llm<T> (request: LlmRequest, fn: (span: MlflowSpan) => T): T {
+    const operation = request.operation ?? 'chat'
+    return this.span(request.name ?? `${operation} ${request.model}`, {
+      type: SpanType.LLM, kind: SpanKind.CLIENT, attributes: llmRequestAttributes(request, this.session) as Attributes
+    }, fn)
+  }
+
+  tool<T> (name: string, inputs: unknown, fn: (span: MlflowSpan) => T): T {
+    return this.span(name, { type: SpanType.TOOL, inputs }, fn)
+  }
+
+  setTags (tags: Record<string, string>): void {
+    this.root.trace.setTags(strings(tags, 'tags'))
+  }
+
+  setMetadata (metadata: Record<string, string>): void {
+    this.root.trace.setMetadata(strings(metadata, 'metadata'))
+  }
+}
+
+function runInSpan<T> (span: MlflowSpan, fn: (span: MlflowSpan) => T): T {
+  let result: T
+  try {
+    result = fn(span)
+  } catch (err) {
+    fail(span, err)
+    throw err
+  }
+  if (result instanceof Promise) {
+    return result.then(value => succeed(span, value), (err: unknown) => {
+      fail(span, err)
+      throw err
+    }) as T
+  }
+  return succeed(span, result)
+}
+
+function succeed<T> (span: MlflowSpan, value: T): T {
+  if (value !== undefined && span.attributes['mlflow.spanOutputs'] === undefined) span.setOutputs(value)
+  span.end()
+  return value
+}
+
+function fail (span: MlflowSpan, err: unknown): void {
+  span.recordException(err instanceof Error ? err : String(err))
+  span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) })
+  span.end()
+}
+
+function strings (entries: Record<string, string>, what: string): Record<string, string> {
+  for (const key in entries) {
+    if (typeof entries[key] !== 'string') {
+      throw new FST_MLFLOW_INVALID_OPTION(`${what}.${key}`, `trace ${what} values are strings, got ${typeof entries[key]}`)
+    }
+  }
+  return entries
+}
