@@ -47,12 +47,22 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
 
   function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const req = request as TracedRequest
-    const route = request.routeOptions.config.mlflow
-    if (!settings.enabled || route === false || Math.random() >= settings.sampleRate || settings.ignore(request)) {
-      req[kState] = null
-      request.mlflow = NOOP_REQUEST_TRACE
-      return done()
+    req[kState] = null
+    request.mlflow = NOOP_REQUEST_TRACE
+    let state: RequestState | null = null
+    try {
+      state = startTrace(request, reply)
+    } catch (err) {
+      hookFailed(err)
     }
+    if (state === null) return done()
+    req[kState] = state
+    context.with(state.ctx, done)
+  }
+
+  function startTrace (request: FastifyRequest, reply: FastifyReply): RequestState | null {
+    const route = request.routeOptions.config.mlflow
+    if (!settings.enabled || route === false || Math.random() >= settings.sampleRate || settings.ignore(request)) return null
     const parent = parentFromTraceparent(request.headers.traceparent)
     const root = tracer.startSpan(`${request.method} ${request.routeOptions.url ?? '(no route)'}`, { kind: SpanKind.SERVER }, parent)
     root.setSpanType(route?.spanType ?? settings.spanType)
@@ -74,11 +84,10 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
     if (typeof settings.tags === 'object') Object.assign(record.tags, settings.tags)
 
     const ctx = trace.setSpan(parent, root)
-    req[kState] = { root, ctx, route: route ?? undefined, enriched: false, error: undefined, output: undefined, ended: false }
     request.mlflow = new ActiveRequestTrace(root, tracer, ctx)
     if (settings.traceIdHeader !== false) reply.header(settings.traceIdHeader, record.id)
     bindLog(request, reply, record.id)
-    context.with(ctx, done)
+    return { root, ctx, route: route ?? undefined, enriched: false, error: undefined, output: undefined, ended: false }
   }
 
   // Fastify runs preValidation, preHandler and the handler from the body parser's 'end' event, in

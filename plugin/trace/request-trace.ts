@@ -23,7 +23,7 @@ export interface RequestTrace {
   /**
    * Runs `fn` inside a child span that is the active OTel span, so `trace.getActiveSpan()` and other
    * instrumentations nest under it. The span ends when `fn` returns or its promise settles; a throw
-   * marks it ERROR and is rethrown. Its return value becomes the outputs unless outputs were set.
+   * marks it ERROR and is rethrown. Its return value, if plain data, becomes the outputs unless outputs were set.
    */
   span: <T>(name: string, options: ChildSpanOptions, fn: (span: MlflowSpan) => T) => T
   /** An LLM call: `gen_ai.*` request attributes now, `span.setLlmResponse(...)` for the result. */
@@ -102,9 +102,17 @@ function runInSpan<T> (span: MlflowSpan, fn: (span: MlflowSpan) => T): T {
 }
 
 function succeed<T> (span: MlflowSpan, value: T): T {
-  if (value !== undefined && span.attributes['mlflow.spanOutputs'] === undefined) span.setOutputs(value)
+  if (isPlainData(value) && span.attributes['mlflow.spanOutputs'] === undefined) span.setOutputs(value)
   span.end()
   return value
+}
+
+/** Return values worth recording as outputs: not streams, sockets or class instances. */
+function isPlainData (value: unknown): boolean {
+  if (value === undefined || value === null || typeof value === 'function') return false
+  if (typeof value !== 'object' || Array.isArray(value)) return true
+  const proto = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
 }
 
 function fail (span: MlflowSpan, err: unknown): void {
