@@ -117,13 +117,23 @@ t.test('children still open when the root ends are closed with it; later spans a
   t.throws(() => root.trace.setMetadata({ a: 'b' }), { code: 'FST_MLFLOW_TRACE_FINALIZED' })
 })
 
-t.test('a remote parent (W3C traceparent) keeps its trace id', async t => {
+t.test('a remote parent (W3C traceparent): OTel keeps its trace, MLflow gets a trace of its own', async t => {
   const { tracer, ended } = collect()
   const remote = trace.wrapSpanContext({ traceId: 'ad9a3d0c8c2cfba776b5e8c80970f883', spanId: '0ce0f6aa367a66b5', traceFlags: 1, isRemote: true })
-  tracer.startSpan('server', {}, trace.setSpan(context.active(), remote)).end()
+  const root = tracer.startSpan('server', {}, trace.setSpan(context.active(), remote))
+  const child = tracer.startSpan('child', {}, trace.setSpan(context.active(), root))
+  t.equal(root.spanContext().traceId, 'ad9a3d0c8c2cfba776b5e8c80970f883', 'propagation downstream continues the caller\'s trace')
+  t.equal(child.spanContext().traceId, 'ad9a3d0c8c2cfba776b5e8c80970f883')
+  child.end()
+  root.end()
   const s = serializeTrace(ended[0])
-  t.equal(s.info.trace_id, 'tr-ad9a3d0c8c2cfba776b5e8c80970f883')
-  t.equal(JSON.parse(s.spansJson).spans[0].parent_span_id, 'DOD2qjZ6ZrU=')
+  t.not(s.info.trace_id, 'tr-ad9a3d0c8c2cfba776b5e8c80970f883', 'never the caller\'s id: StartTraceV3 would overwrite its trace')
+  t.match(s.info.trace_id, /^tr-[0-9a-f]{32}$/)
+  t.match(s.info.trace_metadata, { 'w3c.parent_trace_id': 'ad9a3d0c8c2cfba776b5e8c80970f883', 'w3c.parent_span_id': '0ce0f6aa367a66b5' })
+  const [r, c] = JSON.parse(s.spansJson).spans
+  t.equal(r.parent_span_id, '', 'the root has no parent, so MLflow finds it as the root')
+  t.equal(r.trace_id, hexToBase64(s.info.trace_id.slice(3)))
+  t.equal(c.parent_span_id, r.span_id)
 })
 
 t.test('limits: previews, metadata and tag values are cut to what MLflow guarantees', async t => {

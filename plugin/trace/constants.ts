@@ -34,7 +34,10 @@ export const TraceMetadata = {
   GIT_COMMIT: 'mlflow.source.git.commit',
   GIT_BRANCH: 'mlflow.source.git.branch',
   GIT_REPO_URL: 'mlflow.source.git.repoURL',
-  MODEL_ID: 'mlflow.modelId'
+  MODEL_ID: 'mlflow.modelId',
+  /** The caller's W3C trace and span, when the request came with a `traceparent`. */
+  PARENT_TRACE_ID: 'w3c.parent_trace_id',
+  PARENT_SPAN_ID: 'w3c.parent_span_id'
 } as const
 
 export const TraceTag = {

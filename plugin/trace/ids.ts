@@ -25,7 +25,7 @@ export function newSpanIdHex (): string {
   return id === '0000000000000000' ? newSpanIdHex() : id
 }
 
-/** The MLflow trace id is `tr-` + the OTel trace id, so OTLP-ingested spans land in the same trace. */
+/** `tr-` + 32 hex: the form MLflow gives OTLP-ingested traces too, so ids never clash in form. */
 export function mlflowTraceId (traceIdHex: string): string {
   return 'tr-' + traceIdHex
 }

@@ -57,7 +57,7 @@ export function serializeTrace (record: TraceRecord): SerializedTrace {
   let spansJson = '{"spans":['
   for (let i = 0; i < record.spans.length; i++) {
     if (i > 0) spansJson += ','
-    spansJson += spanJson(record.spans[i], traceB64, traceIdJson)
+    spansJson += spanJson(record.spans[i], traceB64, traceIdJson, i === 0)
   }
   spansJson += ']}'
   return { traceId: record.id, info, spansJson, bytes: Buffer.byteLength(spansJson) + Buffer.byteLength(safeJson(info)) }
@@ -103,7 +103,7 @@ function limited (entries: Record<string, string>, maxValue: number): Record<str
   return out
 }
 
-function spanJson (span: MlflowSpan, traceB64: string, traceIdJson: string): string {
+function spanJson (span: MlflowSpan, traceB64: string, traceIdJson: string, isRoot: boolean): string {
   // Every span attribute value is JSON text stored as a string (MLflow's span format).
   let attributes = '{' + JSON.stringify(SpanAttribute.TRACE_ID) + ':' + JSON.stringify(traceIdJson)
   for (const key in span.attributes) {
@@ -113,7 +113,8 @@ function spanJson (span: MlflowSpan, traceB64: string, traceIdJson: string): str
   attributes += '}'
   return '{"trace_id":"' + traceB64 +
     '","span_id":"' + hexToBase64(span.spanId) +
-    '","trace_state":"","parent_span_id":"' + (span.parentSpanId === '' ? '' : hexToBase64(span.parentSpanId)) +
+    // MLflow finds the root as the span without a parent; a remote parent is in the metadata instead.
+    '","trace_state":"","parent_span_id":"' + (isRoot || span.parentSpanId === '' ? '' : hexToBase64(span.parentSpanId)) +
     '","name":' + JSON.stringify(span.name) +
     ',"start_time_unix_nano":' + span.startNs.toString() +
     ',"end_time_unix_nano":' + span.endNs.toString() +

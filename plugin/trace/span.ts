@@ -48,7 +48,7 @@ export class MlflowSpan implements Span {
   }
 
   spanContext (): SpanContext {
-    return (this.context ??= { traceId: this.trace.traceIdHex, spanId: this.spanId, traceFlags: TraceFlags.SAMPLED })
+    return (this.context ??= { traceId: this.trace.otelTraceId, spanId: this.spanId, traceFlags: TraceFlags.SAMPLED })
   }
 
   setAttribute (key: string, value: AttributeValue | unknown): this {

@@ -16,7 +16,15 @@ export class TraceRecord {
   responsePreview: string | undefined
   finalized = false
 
-  constructor (readonly traceIdHex: string, private readonly onEnd: (trace: TraceRecord) => void) {
+  /**
+   * @param traceIdHex the MLflow trace's own id, unique per trace
+   * @param otelTraceId the W3C trace its spans report to OTel (a caller's, under a traceparent)
+   */
+  constructor (
+    readonly traceIdHex: string,
+    private readonly onEnd: (trace: TraceRecord) => void,
+    readonly otelTraceId: string = traceIdHex
+  ) {
     this.id = mlflowTraceId(traceIdHex)
   }
 
