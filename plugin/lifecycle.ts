@@ -112,8 +112,14 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
 
   function onSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
     const state = (request as TracedRequest)[kState]
-    if (state !== null && captures(state)) {
-      guard(() => { state.output = capturePayload(payload, reply.getHeader('content-type'), settings.redactFields, settings.maxBodyChars) })
+    if (state !== null) {
+      // A stream that fails after the headers went out ends as a dropped connection: keep its error,
+      // or the trace would blame the client.
+      if (isStream(payload)) payload.once('error', (err: Error) => { state.error ??= err })
+      // Fastify's own 404 body repeats the URL, query string (and any token in it) included.
+      else if (captures(state) && request.routeOptions.url !== undefined) {
+        guard(() => { state.output = capturePayload(payload, reply.getHeader('content-type'), settings.redactFields, settings.maxBodyChars) })
+      }
     }
     done(null, payload)
   }
@@ -133,25 +139,29 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
     done()
   }
 
+  // Each step is guarded alone: a throwing user callback costs its own data, not the rest.
   function enrich (request: FastifyRequest, state: RequestState): void {
     state.enriched = true
     const record = state.root.trace
+    const { metadata, tags } = settings
     if (record.metadata[TraceMetadata.USER] === undefined) {
-      const found = resolveUser(request, settings.user)
-      if (found !== undefined) {
+      guard(() => {
+        const found = resolveUser(request, settings.user)
+        if (found === undefined) return
         record.metadata[TraceMetadata.USER] = found.user
         record.metadata.user_source = found.source
         state.root.setAttribute('user.id', found.user)
-      }
+      })
     }
-    if (typeof settings.metadata === 'function') Object.assign(record.metadata, settings.metadata(request))
-    if (typeof settings.tags === 'function') Object.assign(record.tags, settings.tags(request))
+    if (typeof metadata === 'function') guard(() => { Object.assign(record.metadata, metadata(request)) })
+    if (typeof tags === 'function') guard(() => { Object.assign(record.tags, tags(request)) })
     if (captures(state)) {
-      const input = captureBody(request.body, settings.redactFields, settings.maxBodyChars)
-      if (input !== undefined) {
+      guard(() => {
+        const input = captureBody(request.body, settings.redactFields, settings.maxBodyChars)
+        if (input === undefined) return
         state.root.setInputs(input.value)
         record.requestPreview = input.preview
-      }
+      })
     }
   }
 
@@ -168,11 +178,9 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
         root.trace.responsePreview ??= state.output.preview
       }
       if (statusCode !== undefined) root.setAttribute('http.response.status_code', statusCode)
-      if (abortReason !== undefined) {
-        root.setStatus({ code: SpanStatusCode.ERROR, message: abortReason })
-      } else if (statusCode !== undefined && statusCode >= 500) {
+      if (abortReason !== undefined || (statusCode !== undefined && statusCode >= 500)) {
         if (state.error !== undefined) root.recordException(state.error)
-        root.setStatus({ code: SpanStatusCode.ERROR, message: state.error?.message ?? `HTTP ${statusCode}` })
+        root.setStatus({ code: SpanStatusCode.ERROR, message: state.error?.message ?? abortReason ?? `HTTP ${statusCode}` })
       }
     } catch (err) {
       hookFailed(err)
@@ -188,6 +196,10 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
     // "request completed" line carries the trace id too.
     if (typeof log.setBindings === 'function') log.setBindings(bindings)
     else request.log = reply.log = log.child(bindings)
+  }
+
+  function isStream (payload: unknown): payload is NodeJS.EventEmitter {
+    return typeof (payload as { pipe?: unknown } | null)?.pipe === 'function'
   }
 
   function captures (state: RequestState): boolean {

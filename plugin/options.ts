@@ -86,7 +86,10 @@ export function validateOptions (opts: FastifyMlflowTracingOptions, env: Record<
     check(v === undefined || typeof v === type, name, type === 'function' ? 'a function' : `a ${type}`)
   }
   for (const name of ['enabled', 'captureBody', 'trustForwardedIdentity'] as const) optional(name, 'boolean')
-  for (const name of ['spanType', 'unverifiedJwtClaim', 'sessionHeader', 'logKey'] as const) optional(name, 'string')
+  for (const name of ['spanType', 'unverifiedJwtClaim', 'sessionHeader', 'logKey'] as const) {
+    optional(name, 'string')
+    check(opts[name] !== '', name, 'a non-empty string')
+  }
   optional('resolveUser', 'function')
   const { sampleRate = 1, maxBodyChars = 10_000, flushTimeoutMs = 10_000 } = opts
   check(typeof sampleRate === 'number' && sampleRate >= 0 && sampleRate <= 1, 'sampleRate', 'a number from 0 to 1')

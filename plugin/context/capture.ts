@@ -26,7 +26,7 @@ export function captureBody (body: unknown, redactFields: ReadonlySet<string>, m
 export function capturePayload (payload: unknown, contentType: unknown, redactFields: ReadonlySet<string>, maxChars: number): Captured | undefined {
   if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return undefined
   const text = payload.toString()
-  if (typeof contentType === 'string' && contentType.includes('json') && text.length <= maxChars) {
+  if (typeof contentType === 'string' && contentType.includes('json')) {
     try {
       return captureBody(JSON.parse(text), redactFields, maxChars)
     } catch {}
