@@ -39,7 +39,7 @@ export interface LifecycleCounters {
  * context after body parsing → preHandler adds the user, per-request metadata and the request body,
  * before the handler runs → onError / onSend note the error and the response body → the trace ends
  * when the response has really finished (onResponse, after a streamed body too), or on
- * onRequestAbort / onTimeout with state ERROR.
+ * onRequestAbort / onTimeout / a connection lost midway, with state ERROR.
  */
 export function createLifecycle (settings: Settings, tracer: MlflowTracer, deployment: Record<string, string>, logger: Logger) {
   const counters: LifecycleCounters = { invalidSessions: 0, hookErrors: 0 }
@@ -57,6 +57,11 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
     }
     if (state === null) return done()
     req[kState] = state
+    // Fastify runs no hook when a streamed response loses its connection midway: the raw
+    // response's 'close' is the one signal that always comes.
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) finish(request, undefined, 'client aborted the request')
+    })
     context.with(state.ctx, done)
   }
 

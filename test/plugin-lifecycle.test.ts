@@ -340,6 +340,29 @@ t.test('a stream that fails after the headers went out: one ERROR trace', async 
   t.same(exceptionMessages(all[0].root), ['provider failed mid-stream'], 'with an exception event')
 })
 
+t.test('a client that leaves in the middle of a stream: one ERROR trace, not a lost one', async t => {
+  const { app, sink, traces } = buildApp(t, {}, { forceCloseConnections: true })
+  let stream: PassThrough | undefined
+  app.post('/chat/stream', async (_req, reply) => {
+    stream = new PassThrough()
+    stream.write('data: first\n\n')
+    reply.header('content-type', 'text/event-stream')
+    return reply.send(stream)
+  })
+  const base = await listen(app)
+  const ac = new AbortController()
+  const res = await fetch(`${base}/chat/stream`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' }, signal: ac.signal })
+  await res.body!.getReader().read()
+  // The request was read in full, so Fastify runs neither onRequestAbort nor onResponse here.
+  ac.abort()
+  await until(() => sink.traces.length >= 1, 'the trace of the abandoned stream')
+  stream!.end()
+  const all = await traces()
+  t.equal(all.length, 1)
+  t.equal(all[0].info.state, 'ERROR')
+  t.equal(all[0].root.status.message, 'client aborted the request')
+})
+
 t.test('client abort: one ERROR trace, "client aborted the request"', async t => {
   const { app, sink, traces } = buildApp(t, {}, { forceCloseConnections: true })
   let entered: () => void = () => {}
