@@ -1,5 +1,5 @@
 // Starts a throwaway MLflow tracking server from .mlflow-venv on 127.0.0.1.
-// CLI: `node scripts/mlflow-server.mjs [--port N]` keeps one running (data in .mlflow-data/).
+// CLI: `node scripts/mlflow-server.mjs [--port N]` keeps one running on port N (default 5000, MLflow's own) with data in .mlflow-data/.
 import { spawn } from 'node:child_process'
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -111,8 +111,8 @@ export async function startMlflowServer({ port, dir, minimal = true } = {}) {
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const i = process.argv.indexOf('--port')
-  const port = i > 0 ? Number(process.argv[i + 1]) : undefined
-  if (port !== undefined && !Number.isInteger(port)) {
+  const port = i > 0 ? Number(process.argv[i + 1]) : 5000
+  if (!Number.isInteger(port)) {
     console.error('usage: node scripts/mlflow-server.mjs [--port N]')
     process.exit(2)
   }

@@ -1,0 +1,30 @@
+import { buildApp } from './app'
+
+/** Databricks Apps kill the process 15 s after SIGTERM: close (and flush traces) well before. */
+const SHUTDOWN_BUDGET_MS = 14_000
+
+async function main (): Promise<void> {
+  const app = await buildApp({ logger: { level: process.env.LOG_LEVEL ?? 'info' } }, {
+    flushTimeoutMs: 10_000,
+    // Behind the Databricks Apps proxy the plugin trusts X-Forwarded-* by itself; locally, only if asked.
+    trustForwardedIdentity: process.env.TRUST_FORWARDED_IDENTITY === 'true' ? true : undefined
+  })
+  const port = Number(process.env.DATABRICKS_APP_PORT ?? process.env.PORT ?? 3000)
+  await app.listen({ host: '0.0.0.0', port })
+
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      app.log.info({ signal }, 'closing: draining requests and flushing traces')
+      setTimeout(() => process.exit(1), SHUTDOWN_BUDGET_MS).unref()
+      app.close().then(() => process.exit(0), err => {
+        app.log.error(err)
+        process.exit(1)
+      })
+    })
+  }
+}
+
+main().catch(err => {
+  console.error(err)
+  process.exit(1)
+})
