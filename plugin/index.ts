@@ -15,9 +15,12 @@ const plugin: FastifyPluginAsync<FastifyMlflowTracingOptions> = async (fastify, 
   const tracing = opts.tracing ?? new MlflowTracing({ logger: fastify.log, ...opts })
   const lifecycle = createLifecycle(settings, tracing.tracer, deploymentMetadata(process.env), opts.logger ?? fastify.log)
 
-  // Spans are only "active" if a context manager carries them across awaits; keep the app's own if it has one.
-  const manager = new AsyncLocalStorageContextManager().enable()
-  if (!context.setGlobalContextManager(manager)) manager.disable()
+  // Spans are only "active" if a context manager carries them across awaits; keep the app's own if
+  // it has one, and add none when tracing is off (AsyncLocalStorage costs every request something).
+  if (settings.enabled) {
+    const manager = new AsyncLocalStorageContextManager().enable()
+    if (!context.setGlobalContextManager(manager)) manager.disable()
+  }
 
   fastify.decorate('mlflowTracing', {
     tracing,

@@ -95,11 +95,11 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
     return { root, ctx, route: route ?? undefined, enriched: false, error: undefined, output: undefined, ended: false }
   }
 
-  // Fastify runs preValidation, preHandler and the handler from the body parser's 'end' event, in
-  // another async context: re-enter the request's context so route code sees its span as active.
+  // Fastify runs preValidation, preHandler and the handler from the body parser's 'end' event, which
+  // older Fastify 5 releases ran in another async context: re-enter the request's context if lost.
   function preValidation (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const state = (request as TracedRequest)[kState]
-    if (state === null) return done()
+    if (state === null || trace.getSpan(context.active()) === state.root) return done()
     context.with(state.ctx, done)
   }
 

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { request as httpRequest } from 'node:http'
 import { PassThrough } from 'node:stream'
-import { trace as otelTrace, type Span } from '@opentelemetry/api'
+import { context, ROOT_CONTEXT, trace as otelTrace, type Span } from '@opentelemetry/api'
 import { buildApp, exceptionMessages } from './helpers/plugin-app'
 
 const b64 = (hex: string): string => Buffer.from(hex, 'hex').toString('base64')
@@ -131,6 +131,21 @@ for (const method of ['GET', 'POST'] as const) {
     t.equal(trace.byName('grandchild').parent_span_id, trace.byName('child').span_id)
   })
 }
+
+t.test('the root is active in the handler even when the context is lost before validation', async t => {
+  // Fastify 5.12 keeps the async context across body parsing; older 5.x releases (and hooks that
+  // call done() from elsewhere) did not. preValidation re-enters the request's context.
+  const { app, one } = buildApp(t)
+  app.addHook('preParsing', (_req, _reply, payload, done) => { context.with(ROOT_CONTEXT, () => done(null, payload)) })
+  let active: string | undefined
+  app.post('/chat', async () => {
+    active = activeSpanId()
+    return 'ok'
+  })
+  await app.inject({ method: 'POST', url: '/chat', payload: { message: 'hi' } })
+  const trace = await one()
+  t.equal(active, trace.root.span_id)
+})
 
 t.test('active span with a larger body parsed in several chunks', async t => {
   const { app, one } = buildApp(t)
