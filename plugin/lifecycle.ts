@@ -14,6 +14,8 @@ import type { MlflowSpan } from './trace/span'
 import type { MlflowTracer } from './trace/tracer'
 
 export const kState = Symbol('fastify-mlflow-tracing.state')
+const kRequest = Symbol('fastify-mlflow-tracing.request')
+type RawWithRequest = FastifyReply['raw'] & { [kRequest]: FastifyRequest }
 
 interface RequestState {
   root: MlflowSpan
@@ -59,22 +61,23 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
     req[kState] = state
     // Fastify runs no hook when a streamed response loses its connection midway: the raw
     // response's 'close' is the one signal that always comes.
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) finish(request, undefined, 'client aborted the request')
-    })
+    ;(reply.raw as RawWithRequest)[kRequest] = request
+    reply.raw.on('close', onRawClose)
     context.with(state.ctx, done)
   }
 
   function startTrace (request: FastifyRequest, reply: FastifyReply): RequestState | null {
     const route = request.routeOptions.config.mlflow
-    if (!settings.enabled || route === false || Math.random() >= settings.sampleRate || settings.ignore(request)) return null
+    if (!settings.enabled || route === false) return null
+    if (settings.sampleRate < 1 && Math.random() >= settings.sampleRate) return null
+    if (settings.ignore !== undefined && settings.ignore(request)) return null
     const parent = parentFromTraceparent(request.headers.traceparent)
     const root = tracer.startSpan(`${request.method} ${request.routeOptions.url ?? '(no route)'}`, { kind: SpanKind.SERVER }, parent)
     root.setSpanType(route?.spanType ?? settings.spanType)
     root.setAttribute('http.request.method', request.method)
     if (request.routeOptions.url !== undefined) root.setAttribute('http.route', request.routeOptions.url)
     const record = root.trace
-    Object.assign(record.metadata, deployment)
+    record.sharedMetadata = deployment
     record.clientRequestId = clientRequestId(request, settings.requestIdHeader)
     const { session, invalid } = sessionFrom(request.headers[settings.sessionHeader])
     if (session !== undefined) {
@@ -123,7 +126,7 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
       if (isStream(payload)) payload.once('error', (err: Error) => { state.error ??= err })
       // Fastify's own 404 body repeats the URL, query string (and any token in it) included.
       else if (captures(state) && request.routeOptions.url !== undefined) {
-        guard(() => { state.output = capturePayload(payload, reply.getHeader('content-type'), settings.redactFields, settings.maxBodyChars) })
+        guard(() => { state.output = capturePayload(payload, reply.getHeader('content-type'), settings.redactor, settings.maxBodyChars) })
       }
     }
     done(null, payload)
@@ -144,6 +147,11 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
     done()
   }
 
+  // One shared listener instead of a closure per request.
+  function onRawClose (this: RawWithRequest): void {
+    if (!this.writableFinished) finish(this[kRequest], undefined, 'client aborted the request')
+  }
+
   // Each step is guarded alone: a throwing user callback costs its own data, not the rest.
   function enrich (request: FastifyRequest, state: RequestState): void {
     state.enriched = true
@@ -162,7 +170,7 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
     if (typeof tags === 'function') guard(() => { Object.assign(record.tags, tags(request)) })
     if (captures(state)) {
       guard(() => {
-        const input = captureBody(request.body, settings.redactFields, settings.maxBodyChars)
+        const input = captureBody(request.body, settings.redactor, settings.maxBodyChars)
         if (input === undefined) return
         state.root.setInputs(input.value)
         record.requestPreview = input.preview

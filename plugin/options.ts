@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify'
+import { Redactor } from './context/capture'
 import { defaultRequestUser, type UserOptions } from './context/user'
 import { FST_MLFLOW_INVALID_OPTION } from './errors'
 import { SpanType } from './trace/constants'
@@ -62,7 +63,7 @@ const SECRET_FIELDS = ['password', 'passwd', 'secret', 'token', 'access_token', 
 export interface Settings {
   enabled: boolean
   sampleRate: number
-  ignore: (request: FastifyRequest) => boolean
+  ignore: ((request: FastifyRequest) => boolean) | undefined
   spanType: SpanType
   user: UserOptions
   sessionHeader: string
@@ -73,7 +74,7 @@ export interface Settings {
   tags: PerRequest<Record<string, string>>
   captureBody: boolean
   maxBodyChars: number
-  redactFields: ReadonlySet<string>
+  redactor: Redactor
   flushTimeoutMs: number
 }
 
@@ -139,13 +140,13 @@ export function validateOptions (opts: FastifyMlflowTracingOptions, env: Record<
     tags: opts.tags ?? {},
     captureBody: opts.captureBody ?? true,
     maxBodyChars,
-    redactFields: new Set([...SECRET_FIELDS, ...(opts.redactFields ?? [])].map(f => f.toLowerCase())),
+    redactor: new Redactor(new Set([...SECRET_FIELDS, ...(opts.redactFields ?? [])].map(f => f.toLowerCase()))),
     flushTimeoutMs
   }
 }
 
-function ignoreMatcher (ignore: FastifyMlflowTracingOptions['ignore']): (request: FastifyRequest) => boolean {
-  if (ignore === undefined) return () => false
+function ignoreMatcher (ignore: FastifyMlflowTracingOptions['ignore']): ((request: FastifyRequest) => boolean) | undefined {
+  if (ignore === undefined) return undefined
   if (typeof ignore === 'function') return ignore
   const globs = typeof ignore === 'string' ? [ignore] : ignore
   if (!Array.isArray(globs) || !globs.every(g => typeof g === 'string' && g.startsWith('/'))) {

@@ -2,6 +2,24 @@ import { RawJson } from '../trace/json'
 
 export const REDACTED = '[REDACTED]'
 
+/** Which body fields are secrets, by name (any case). */
+export class Redactor {
+  private readonly mention: RegExp
+
+  constructor (readonly fields: ReadonlySet<string>) {
+    this.mention = new RegExp('"(?:' + [...fields].map(f => f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|') + ')"\\s*:', 'i')
+  }
+
+  /** Whether JSON text may name a secret field. Text with \u escapes might spell one in disguise. */
+  mayApply (json: string): boolean {
+    return this.fields.size > 0 && (json.includes('\\u') || this.mention.test(json))
+  }
+
+  apply (value: unknown): unknown {
+    return this.fields.size === 0 ? value : redact(value, this.fields, 0)
+  }
+}
+
 export interface Captured {
   /** Span inputs/outputs, already JSON text so that serialization does not encode them again. */
   value: RawJson
@@ -10,28 +28,37 @@ export interface Captured {
 }
 
 /** Turns a body into span inputs/outputs: fields named as secrets are replaced, and the JSON text is cut to `maxChars`. */
-export function captureBody (body: unknown, redactFields: ReadonlySet<string>, maxChars: number): Captured | undefined {
+export function captureBody (body: unknown, redactor: Redactor, maxChars: number): Captured | undefined {
   if (body === undefined || body === null) return undefined
-  const clean = redactFields.size === 0 ? body : redact(body, redactFields, 0)
+  const clean = redactor.apply(body)
   let text: string | undefined
   try {
     text = JSON.stringify(clean)
   } catch {}
   if (text === undefined) return undefined
-  const json = text.length <= maxChars ? text : JSON.stringify(text.slice(0, maxChars) + '…[truncated]')
-  return { value: new RawJson(json), preview: chatText(clean) ?? text }
+  return { value: new RawJson(capped(text, maxChars)), preview: chatText(clean) ?? text }
 }
 
-/** A response payload as Fastify hands it to onSend: JSON text is parsed back to be redacted. */
-export function capturePayload (payload: unknown, contentType: unknown, redactFields: ReadonlySet<string>, maxChars: number): Captured | undefined {
+/**
+ * A response payload as Fastify hands it to onSend. JSON that names no secret field is kept as the
+ * text it is; other JSON is parsed back to be redacted.
+ */
+export function capturePayload (payload: unknown, contentType: unknown, redactor: Redactor, maxChars: number): Captured | undefined {
   if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return undefined
   const text = payload.toString()
   if (typeof contentType === 'string' && contentType.includes('json')) {
+    if ((text[0] === '{' || text[0] === '[') && !redactor.mayApply(text)) {
+      return { value: new RawJson(capped(text, maxChars)), preview: chatTextOfJson(text) ?? text }
+    }
     try {
-      return captureBody(JSON.parse(text), redactFields, maxChars)
+      return captureBody(JSON.parse(text), redactor, maxChars)
     } catch {}
   }
-  return captureBody(text, redactFields, maxChars)
+  return captureBody(text, redactor, maxChars)
+}
+
+function capped (json: string, maxChars: number): string {
+  return json.length <= maxChars ? json : JSON.stringify(json.slice(0, maxChars) + '…[truncated]')
 }
 
 function redact (value: unknown, fields: ReadonlySet<string>, depth: number): unknown {
@@ -42,6 +69,19 @@ function redact (value: unknown, fields: ReadonlySet<string>, depth: number): un
     out[key] = fields.has(key.toLowerCase()) ? REDACTED : redact((value as Record<string, unknown>)[key], fields, depth + 1)
   }
   return out
+}
+
+const CHAT_FIELD = /"(?:message|input|prompt|query|question|answer|output|content)"\s*:\s*"((?:[^"\\]|\\.)*)"/
+
+/** chatText without parsing: the first chat-like string field in JSON text. */
+function chatTextOfJson (json: string): string | undefined {
+  const m = CHAT_FIELD.exec(json)
+  if (m === null) return undefined
+  try {
+    return JSON.parse('"' + m[1] + '"') as string
+  } catch {
+    return undefined
+  }
 }
 
 /** The message text of a chat-shaped body, rather than the JSON around it. */

@@ -1,7 +1,7 @@
 import { randomFillSync } from 'node:crypto'
 
-// Ids come from a pooled random buffer: one syscall serves hundreds of spans.
-const pool = Buffer.allocUnsafe(4096)
+// Ids come from a pooled random buffer: one syscall serves thousands of spans.
+const pool = Buffer.allocUnsafe(64 * 1024)
 let offset = pool.length
 
 function randomHex (bytes: number): string {
@@ -30,7 +30,10 @@ export function mlflowTraceId (traceIdHex: string): string {
   return 'tr-' + traceIdHex
 }
 
+const scratch = Buffer.allocUnsafe(16)
+
 /** traces.json carries ids as standard base64 of the raw bytes, not of the hex text. */
 export function hexToBase64 (hex: string): string {
-  return Buffer.from(hex, 'hex').toString('base64')
+  const length = scratch.write(hex, 0, 'hex')
+  return scratch.toString('base64', 0, length)
 }

@@ -60,11 +60,18 @@ export function serializeTrace (record: TraceRecord): SerializedTrace {
     spansJson += spanJson(record.spans[i], traceB64, traceIdJson, i === 0)
   }
   spansJson += ']}'
-  return { traceId: record.id, info, spansJson, bytes: Buffer.byteLength(spansJson) + Buffer.byteLength(safeJson(info)) }
+  return { traceId: record.id, info, spansJson, bytes: Buffer.byteLength(spansJson) + infoBytes(info) }
+}
+
+/** What the info weighs in the queue: its strings, plus a little per field for the JSON around them. */
+function infoBytes (info: TraceInfoJson): number {
+  let bytes = 256 + (info.request_preview?.length ?? 0) + (info.response_preview?.length ?? 0)
+  for (const map of [info.trace_metadata, info.tags]) for (const key in map) bytes += key.length + map[key].length + 8
+  return bytes
 }
 
 function traceMetadata (record: TraceRecord): Record<string, string> {
-  const metadata: Record<string, string> = { [TraceMetadata.SCHEMA_VERSION]: TRACE_SCHEMA_VERSION, ...record.metadata }
+  const metadata: Record<string, string> = { [TraceMetadata.SCHEMA_VERSION]: TRACE_SCHEMA_VERSION, ...record.sharedMetadata, ...record.metadata }
   const usage = tokenUsage(record.spans)
   if (usage !== undefined && metadata[TraceMetadata.TOKEN_USAGE] === undefined) {
     metadata[TraceMetadata.TOKEN_USAGE] = JSON.stringify(usage)

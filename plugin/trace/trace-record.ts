@@ -10,6 +10,8 @@ export class TraceRecord {
   readonly id: string
   readonly spans: MlflowSpan[] = []
   readonly metadata: Record<string, string> = {}
+  /** Metadata every trace of the process shares (deployment), below `metadata`; not copied per trace. */
+  sharedMetadata: Readonly<Record<string, string>> = {}
   readonly tags: Record<string, string> = {}
   clientRequestId: string | undefined
   requestPreview: string | undefined
