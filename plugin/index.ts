@@ -5,6 +5,7 @@ import fp from 'fastify-plugin'
 import { deploymentMetadata } from './context/deployment'
 import { createLifecycle, kState } from './lifecycle'
 import { validateOptions, type FastifyMlflowTracingOptions } from './options'
+import { NOOP_REQUEST_TRACE } from './trace/noop-request-trace'
 import type { RequestTrace } from './trace/request-trace'
 import { MlflowTracing } from './tracing'
 import './types'
@@ -15,17 +16,26 @@ const plugin: FastifyPluginAsync<FastifyMlflowTracingOptions> = async (fastify, 
   const tracing = opts.tracing ?? new MlflowTracing({ logger: fastify.log, ...opts })
   const lifecycle = createLifecycle(settings, tracing.tracer, deploymentMetadata(process.env), opts.logger ?? fastify.log)
 
-  // Spans are only "active" if a context manager carries them across awaits; keep the app's own if
-  // it has one, and add none when tracing is off (AsyncLocalStorage costs every request something).
-  if (settings.enabled) {
-    const manager = new AsyncLocalStorageContextManager().enable()
-    if (!context.setGlobalContextManager(manager)) manager.disable()
-  }
-
   fastify.decorate('mlflowTracing', {
     tracing,
     stats: () => ({ ...tracing.stats(), ...lifecycle.counters })
   })
+  fastify.addHook('onClose', async function flushTraces () {
+    const done = owned ? await tracing.shutdown(settings.flushTimeoutMs) : await tracing.flush(settings.flushTimeoutMs)
+    if (!done) fastify.log.warn({ stats: tracing.stats() }, 'MLflow tracing: not every trace was exported before the deadline')
+  })
+
+  if (!settings.enabled) {
+    // Off: no hooks, no context manager, and a handle that does nothing, so route code runs unchanged.
+    fastify.decorateRequest('mlflow', { getter: () => NOOP_REQUEST_TRACE })
+    fastify.log.info('MLflow tracing is disabled')
+    return
+  }
+
+  // Spans are only "active" if a context manager carries them across awaits; keep the app's own if it has one.
+  const manager = new AsyncLocalStorageContextManager().enable()
+  if (!context.setGlobalContextManager(manager)) manager.disable()
+
   // null first, the request's handle in onRequest: Fastify 5 forbids shared objects as decorator defaults.
   fastify.decorateRequest('mlflow', null as unknown as RequestTrace)
   fastify.decorateRequest(kState, null)
@@ -37,13 +47,7 @@ const plugin: FastifyPluginAsync<FastifyMlflowTracingOptions> = async (fastify, 
   fastify.addHook('onResponse', lifecycle.onResponse)
   fastify.addHook('onRequestAbort', lifecycle.onRequestAbort)
   fastify.addHook('onTimeout', lifecycle.onTimeout)
-  fastify.addHook('onClose', async function flushTraces () {
-    const done = owned ? await tracing.shutdown(settings.flushTimeoutMs) : await tracing.flush(settings.flushTimeoutMs)
-    if (!done) fastify.log.warn({ stats: tracing.stats() }, 'MLflow tracing: not every trace was exported before the deadline')
-  })
-
-  if (settings.enabled) await tracing.start()
-  else fastify.log.info('MLflow tracing is disabled')
+  await tracing.start()
 }
 
 export const fastifyMlflowTracing = fp(plugin, { fastify: '5.x', name: 'fastify-mlflow-tracing' })

@@ -68,7 +68,7 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
 
   function startTrace (request: FastifyRequest, reply: FastifyReply): RequestState | null {
     const route = request.routeOptions.config.mlflow
-    if (!settings.enabled || route === false) return null
+    if (route === false) return null
     if (settings.sampleRate < 1 && Math.random() >= settings.sampleRate) return null
     if (settings.ignore !== undefined && settings.ignore(request)) return null
     const parent = parentFromTraceparent(request.headers.traceparent)
