@@ -85,7 +85,7 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
       root.setAttribute('session.id', session)
     } else if (invalid) {
       counters.invalidSessions++
-      warnings.warn('session', { header: settings.sessionHeader, invalidSessions: counters.invalidSessions },
+      warnings.warn('session', () => ({ header: settings.sessionHeader, invalidSessions: counters.invalidSessions }),
         `ignored an invalid ${settings.sessionHeader} header (want 1-128 of [A-Za-z0-9_.:@+=/-])`)
     }
     if (typeof settings.metadata === 'object') Object.assign(record.metadata, settings.metadata)
@@ -229,7 +229,7 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
 
   function hookFailed (err: unknown): void {
     counters.hookErrors++
-    warnings.warn('hook', { err: (err as Error).message, hookErrors: counters.hookErrors }, 'MLflow tracing: a request hook failed; the request went on')
+    warnings.warn('hook', () => ({ err: (err as Error).message, hookErrors: counters.hookErrors }), 'MLflow tracing: a request hook failed; the request went on')
   }
 
   return { counters, onRequest, preValidation, preHandler, onError, onSend, onResponse, onRequestAbort, onTimeout }

@@ -18,10 +18,11 @@ export class ThrottledWarnings {
 
   constructor (private readonly logger: Logger, private readonly intervalMs = 60_000) {}
 
-  warn (key: string, obj: object, msg: string): void {
+  /** `describe` builds the log object only when the line is written: a flood costs one comparison each. */
+  warn (key: string, describe: () => object, msg: string): void {
     const now = Date.now()
     if (now - (this.last.get(key) ?? -Infinity) < this.intervalMs) return
     this.last.set(key, now)
-    this.logger.warn(obj, msg)
+    this.logger.warn(describe(), msg)
   }
 }
