@@ -1,5 +1,5 @@
 // Export throughput against a real MLflow server, in its own process:
-//   node dist/bench/export-worker.js '{"mode":"pipeline"|"sequential","n":1500,"uri":"http://…","experimentName":"…","concurrency":4}'
+//   node dist/bench/export-worker.js '{"mode":"pipeline"|"sequential","n":1500,"uri":"http://…","experimentName":"…","concurrency":8}'
 // Prints one JSON line with the result on stdout.
 //
 // pipeline:   MlflowTracing (default queue, unless `concurrency` is given): end N chat-like traces,
@@ -111,7 +111,7 @@ async function pipeline (args: Args): Promise<object> {
   const spans = await spotCheck(client, lastId)
   await tracing.shutdown(1000)
   return {
-    mode: 'pipeline', n: args.n, concurrency: args.concurrency ?? 4, flushed, seconds,
+    mode: 'pipeline', n: args.n, concurrency: args.concurrency ?? 8, flushed, seconds,
     tracesPerSec: stats.exported / seconds, stats, maxQueued, producerWaits: waits,
     storedInExperiment: stored, spansOfLastTrace: spans, experimentId
   }
