@@ -1,6 +1,6 @@
 // The per-request lifecycle: one root span per request, its name, type, status, bodies and end,
 // and what is not traced at all.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
@@ -315,48 +315,44 @@ t.test('a hijacked reply written by hand (SSE) ends its trace when the response 
   t.equal(trace.byName('after hijack').parent_span_id, trace.root.span_id)
 })
 
-t.test('a stream that fails after the headers went out: one ERROR trace', async t => {
-  const { app, sink, traces } = buildApp(t, {}, { forceCloseConnections: true })
+/** A real server whose POST /stream sends one SSE event, then waits on the stream the test holds. */
+async function sseApp (t: Test): Promise<ReturnType<typeof buildApp> & { base: string, stream: () => PassThrough }> {
+  const built = buildApp(t, {}, { forceCloseConnections: true })
   let stream: PassThrough | undefined
-  app.get('/stream', async (_req, reply) => {
+  built.app.post('/stream', async (_req, reply) => {
     stream = new PassThrough()
     stream.write('data: first\n\n')
     reply.header('content-type', 'text/event-stream')
     return reply.send(stream)
   })
-  const base = await listen(app)
-  const res = await fetch(`${base}/stream`)
+  return { ...built, base: await listen(built.app), stream: () => stream as PassThrough }
+}
+
+t.test('a stream that fails after the headers went out: one ERROR trace', async t => {
+  const { sink, traces, base, stream } = await sseApp(t)
+  const res = await fetch(`${base}/stream`, { method: 'POST' })
   const reader = res.body!.getReader()
   await reader.read()
-  stream!.destroy(new Error('provider failed mid-stream'))
+  stream().destroy(new Error('provider failed mid-stream'))
   await t.rejects(async () => { while ((await reader.read()).done !== true); }, 'the client sees the stream cut')
   await until(() => sink.traces.length >= 1, 'the trace of the failed stream')
   const all = await traces()
   t.equal(all.length, 1)
   t.equal(all[0].info.state, 'ERROR')
   t.equal(all[0].root.status.code, 'STATUS_CODE_ERROR')
-  // Reported: the server-side stream error surfaces as a client abort, and its cause is lost.
   t.equal(all[0].root.status.message, 'provider failed mid-stream', 'the status names the stream error')
   t.same(exceptionMessages(all[0].root), ['provider failed mid-stream'], 'with an exception event')
 })
 
 t.test('a client that leaves in the middle of a stream: one ERROR trace, not a lost one', async t => {
-  const { app, sink, traces } = buildApp(t, {}, { forceCloseConnections: true })
-  let stream: PassThrough | undefined
-  app.post('/chat/stream', async (_req, reply) => {
-    stream = new PassThrough()
-    stream.write('data: first\n\n')
-    reply.header('content-type', 'text/event-stream')
-    return reply.send(stream)
-  })
-  const base = await listen(app)
+  const { sink, traces, base, stream } = await sseApp(t)
   const ac = new AbortController()
-  const res = await fetch(`${base}/chat/stream`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' }, signal: ac.signal })
+  const res = await fetch(`${base}/stream`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' }, signal: ac.signal })
   await res.body!.getReader().read()
   // The request was read in full, so Fastify runs neither onRequestAbort nor onResponse here.
   ac.abort()
   await until(() => sink.traces.length >= 1, 'the trace of the abandoned stream')
-  stream!.end()
+  stream().end()
   const all = await traces()
   t.equal(all.length, 1)
   t.equal(all[0].info.state, 'ERROR')
