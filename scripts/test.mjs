@@ -30,7 +30,7 @@ console.log(`real MLflow server ${server.version} at ${server.uri}`)
 const countFile = join(server.dir, 'real-server-tests.txt')
 tap = spawn(join(repoRoot, 'node_modules', '.bin', 'tap'), process.argv.slice(2), {
   cwd: repoRoot,
-  stdio: 'inherit',
+  stdio: ['inherit', 'pipe', 'inherit'],
   env: {
     ...process.env,
     MLFLOW_TEST_TRACKING_URI: server.uri,
@@ -38,6 +38,15 @@ tap = spawn(join(repoRoot, 'node_modules', '.bin', 'tap'), process.argv.slice(2)
     MLFLOW_TEST_PYTHON: venvPython,
     MLFLOW_TEST_COUNT_FILE: countFile,
   },
+})
+// Pass tap's output through, and keep its summary line `# { total: N, pass: N, fail: N, ... }`.
+let summary
+let pending = ''
+tap.stdout.on('data', chunk => {
+  process.stdout.write(chunk)
+  const lines = (pending + chunk).split('\n')
+  pending = lines.pop()
+  for (const line of lines) if (/^# \{ total: \d+/.test(line)) summary = line
 })
 const tapCode = await new Promise(resolve => {
   tap.once('error', err => {
@@ -51,6 +60,9 @@ const tapCode = await new Promise(resolve => {
 const ran = existsSync(countFile) ? readFileSync(countFile, 'utf8').split('\n').filter(Boolean).length : 0
 await server.stop()
 console.log(`real-server tests: ${ran} ran against MLflow ${server.version}`)
+// The plain closing line CI reads: counts of assertions, from tap's summary.
+const count = key => Number(new RegExp(`\\b${key}: (\\d+)`).exec(summary ?? '')?.[1] ?? 0)
+if (summary !== undefined) console.log(`tests: ${count('pass')} passed, ${count('fail')} failed`)
 
 if (interruptedCode) process.exit(interruptedCode)
 if (process.env.CI === 'true' && ran === 0) {
