@@ -16,6 +16,20 @@ async function client (uri: string): Promise<{ tracing: MlflowTracing, experimen
   return { tracing, experimentId: await tracing.experimentId() as string }
 }
 
+/** An LLM span's GenAI attributes, of several types (strings, integers, a list). */
+function genAiAttributes (session: string): Record<string, string | number | string[]> {
+  return {
+    'gen_ai.operation.name': 'chat',
+    'gen_ai.provider.name': 'fake',
+    'gen_ai.request.model': 'fake-model',
+    'gen_ai.response.model': 'fake-model-001',
+    'gen_ai.usage.input_tokens': 12,
+    'gen_ai.usage.output_tokens': 30,
+    'gen_ai.response.finish_reasons': ['stop'],
+    'gen_ai.conversation.id': session
+  }
+}
+
 /** The agent-shaped trace the issue describes: root, retrieval, an LLM call, a failing tool. */
 function agentTrace (tracing: MlflowTracing, user: string, session: string, requestId: string): string {
   const root = tracing.tracer.startSpan('POST /chat')
@@ -36,16 +50,7 @@ function agentTrace (tracing: MlflowTracing, user: string, session: string, requ
 
   const llm = tracing.tracer.startSpan('chat fake-model', {}, under(root))
   llm.setSpanType('LLM').setInputs({ messages: [{ role: 'user', content: 'What is MLflow?' }] })
-  llm.setAttributes({
-    'gen_ai.operation.name': 'chat',
-    'gen_ai.provider.name': 'fake',
-    'gen_ai.request.model': 'fake-model',
-    'gen_ai.response.model': 'fake-model-001',
-    'gen_ai.usage.input_tokens': 12,
-    'gen_ai.usage.output_tokens': 30,
-    'gen_ai.response.finish_reasons': ['stop'],
-    'gen_ai.conversation.id': session
-  })
+  llm.setAttributes(genAiAttributes(session))
   llm.setTokenUsage({ input_tokens: 12, output_tokens: 30 })
   llm.setOutputs({ content: 'An open source platform' })
   llm.end()
@@ -110,16 +115,7 @@ print(json.dumps({
   t.same(root.inputs, { message: 'What is MLflow?' })
   t.same(root.outputs, { answer: 'An open source platform' })
   t.same(retrieve.outputs, [{ doc: 'MLflow is a platform' }])
-  t.same(llm.attributes, {
-    'gen_ai.operation.name': 'chat',
-    'gen_ai.provider.name': 'fake',
-    'gen_ai.request.model': 'fake-model',
-    'gen_ai.response.model': 'fake-model-001',
-    'gen_ai.usage.input_tokens': 12,
-    'gen_ai.usage.output_tokens': 30,
-    'gen_ai.response.finish_reasons': ['stop'],
-    'gen_ai.conversation.id': 'session-42'
-  }, 'gen_ai attributes read back with their types')
+  t.same(llm.attributes, genAiAttributes('session-42'), 'gen_ai attributes read back with their types')
   t.same(llm.token_usage, { input_tokens: 12, output_tokens: 30, total_tokens: 42 })
   t.match(tool.status, /ERROR/)
   t.equal(tool.events[0].name, 'exception')
