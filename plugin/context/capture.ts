@@ -1,6 +1,6 @@
 import { RawJson } from '../trace/json'
 
-export const REDACTED = '[REDACTED]'
+const REDACTED = '[REDACTED]'
 
 /** Which body fields are secrets, by name (any case). */
 export class Redactor {
@@ -71,7 +71,9 @@ function redact (value: unknown, fields: ReadonlySet<string>, depth: number): un
   return out
 }
 
-const CHAT_FIELD = /"(?:message|input|prompt|query|question|answer|output|content)"\s*:\s*"((?:[^"\\]|\\.)*)"/
+/** Fields whose string value is the chat text of a body, most telling first. */
+const CHAT_FIELDS = ['message', 'input', 'prompt', 'query', 'question', 'answer', 'output', 'content']
+const CHAT_FIELD = new RegExp(`"(?:${CHAT_FIELDS.join('|')})"\\s*:\\s*"((?:[^"\\\\]|\\\\.)*)"`)
 
 /** chatText without parsing: the first chat-like string field in JSON text. */
 function chatTextOfJson (json: string): string | undefined {
@@ -89,7 +91,7 @@ function chatText (body: unknown): string | undefined {
   if (typeof body === 'string') return body
   if (typeof body !== 'object' || body === null) return undefined
   const b = body as Record<string, unknown>
-  for (const key of ['message', 'input', 'prompt', 'query', 'question', 'answer', 'output', 'content']) {
+  for (const key of CHAT_FIELDS) {
     if (typeof b[key] === 'string') return b[key] as string
   }
   if (Array.isArray(b.messages)) {
