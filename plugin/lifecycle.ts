@@ -108,7 +108,7 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
 
   function preHandler (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const state = (request as TracedRequest)[kState]
-    if (state !== null) guard(() => enrich(request, state))
+    if (state !== null) enrich(request, state)
     done()
   }
 
