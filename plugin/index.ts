@@ -3,7 +3,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import { deploymentMetadata } from './context/deployment'
-import { createLifecycle, kState } from './lifecycle'
+import { createLifecycle, kState, type LifecycleCounters } from './lifecycle'
 import { validateOptions, type FastifyMlflowTracingOptions } from './options'
 import { NOOP_REQUEST_TRACE } from './trace/noop-request-trace'
 import type { RequestTrace } from './trace/request-trace'
@@ -14,11 +14,11 @@ const plugin: FastifyPluginAsync<FastifyMlflowTracingOptions> = async (fastify, 
   const settings = validateOptions(opts, process.env)
   const owned = opts.tracing === undefined
   const tracing = opts.tracing ?? new MlflowTracing({ logger: fastify.log, ...opts })
-  const lifecycle = createLifecycle(settings, tracing.tracer, deploymentMetadata(process.env), opts.logger ?? fastify.log)
+  let counters: LifecycleCounters = { invalidSessions: 0, hookErrors: 0 }
 
   fastify.decorate('mlflowTracing', {
     tracing,
-    stats: () => ({ ...tracing.stats(), ...lifecycle.counters })
+    stats: () => ({ ...tracing.stats(), ...counters })
   })
   fastify.addHook('onClose', async function flushTraces () {
     const done = owned ? await tracing.shutdown(settings.flushTimeoutMs) : await tracing.flush(settings.flushTimeoutMs)
@@ -31,6 +31,10 @@ const plugin: FastifyPluginAsync<FastifyMlflowTracingOptions> = async (fastify, 
     fastify.log.info('MLflow tracing is disabled')
     return
   }
+
+  // Deployment metadata (which may ask `git`) is worked out only when tracing is on.
+  const lifecycle = createLifecycle(settings, tracing.tracer, deploymentMetadata(process.env), opts.logger ?? fastify.log)
+  counters = lifecycle.counters
 
   // Spans are only "active" if a context manager carries them across awaits; keep the app's own if it has one.
   const manager = new AsyncLocalStorageContextManager().enable()
