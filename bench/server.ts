@@ -5,9 +5,9 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyMlflowTracing, { MemorySink, MlflowTracing } from '../plugin'
 
-// bare-als is diagnostic (not in the default run): bare Fastify plus the global
-// AsyncLocalStorage context manager that the plugin installs even when disabled.
-export const VARIANTS = ['bare', 'disabled', 'traced-sink', 'traced-mlflow', 'fastify-otel', 'outage', 'bare-als'] as const
+// Diagnostic variants (not in the default run): bare-als is bare Fastify with AsyncLocalStorage in
+// use on every request; traced-sink-active-root is traced-sink with activeRootSpan: true.
+export const VARIANTS = ['bare', 'disabled', 'traced-sink', 'traced-mlflow', 'fastify-otel', 'outage', 'bare-als', 'traced-sink-active-root'] as const
 export type Variant = typeof VARIANTS[number]
 
 const STATS_PATH = '/__stats'
@@ -50,16 +50,22 @@ async function build (variant: Variant): Promise<FastifyInstance> {
     case 'bare':
       break
     case 'bare-als': {
-      const { context } = await import('@opentelemetry/api')
+      // A context manager costs nothing until a context is entered: enter one per request.
+      const { context, ROOT_CONTEXT, createContextKey } = await import('@opentelemetry/api')
       const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks')
       context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
+      const key = createContextKey('bench')
+      app.addHook('onRequest', (request, _reply, done) => { context.with(ROOT_CONTEXT.setValue(key, request.id), done) })
       break
     }
     case 'disabled':
       await app.register(fastifyMlflowTracing, { enabled: false, ignore: STATS_PATH })
       break
     case 'traced-sink':
-      await app.register(fastifyMlflowTracing, { tracing: new MlflowTracing({ sink: new MemorySink(false) }), ignore: STATS_PATH })
+    case 'traced-sink-active-root':
+      await app.register(fastifyMlflowTracing, {
+        tracing: new MlflowTracing({ sink: new MemorySink(false) }), ignore: STATS_PATH, activeRootSpan: variant === 'traced-sink-active-root'
+      })
       break
     case 'traced-mlflow':
       await app.register(fastifyMlflowTracing, {

@@ -33,10 +33,15 @@ const plugin: FastifyPluginAsync<FastifyMlflowTracingOptions> = async (fastify, 
   }
 
   // Deployment metadata (which may ask `git`) is worked out only when tracing is on.
-  const lifecycle = createLifecycle(settings, tracing.tracer, deploymentMetadata(process.env), opts.logger ?? fastify.log)
+  const fixedMetadata = typeof settings.metadata === 'object' ? settings.metadata : {}
+  const sharedMetadata = { ...deploymentMetadata(process.env), ...fixedMetadata }
+  // Fastify's null logger (logger: false) is its own child: no line could carry the trace id.
+  const logsTraceId = fastify.log.child({}) !== fastify.log
+  const lifecycle = createLifecycle(settings, tracing.tracer, sharedMetadata, opts.logger ?? fastify.log, logsTraceId)
   counters = lifecycle.counters
 
   // Spans are only "active" if a context manager carries them across awaits; keep the app's own if it has one.
+  // AsyncLocalStorage costs nothing until a span is first made active.
   const manager = new AsyncLocalStorageContextManager().enable()
   if (!context.setGlobalContextManager(manager)) manager.disable()
 
@@ -44,13 +49,11 @@ const plugin: FastifyPluginAsync<FastifyMlflowTracingOptions> = async (fastify, 
   fastify.decorateRequest('mlflow', null as unknown as RequestTrace)
   fastify.decorateRequest(kState, null)
   fastify.addHook('onRequest', lifecycle.onRequest)
-  fastify.addHook('preValidation', lifecycle.preValidation)
-  fastify.addHook('preHandler', lifecycle.preHandler)
+  if (settings.activeRootSpan) fastify.addHook('preHandler', lifecycle.preHandler)
   fastify.addHook('onError', lifecycle.onError)
   fastify.addHook('onSend', lifecycle.onSend)
-  fastify.addHook('onResponse', lifecycle.onResponse)
-  fastify.addHook('onRequestAbort', lifecycle.onRequestAbort)
-  fastify.addHook('onTimeout', lifecycle.onTimeout)
+  // Fastify adds per-request work for onTimeout hooks; a socket can only time out if connectionTimeout is set.
+  if ((fastify.initialConfig.connectionTimeout ?? 0) > 0) fastify.addHook('onTimeout', lifecycle.onTimeout)
   await tracing.start()
 }
 

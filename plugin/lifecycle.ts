@@ -7,27 +7,26 @@ import { parentFromTraceparent } from './context/traceparent'
 import { resolveUser } from './context/user'
 import { ThrottledWarnings, type Logger } from './export/logger'
 import type { RouteTracingConfig, Settings } from './options'
-import { SpanAttribute, TraceMetadata } from './trace/constants'
+import { SpanAttribute, TraceMetadata, type SpanType } from './trace/constants'
 import { NOOP_REQUEST_TRACE } from './trace/noop-request-trace'
 import { ActiveRequestTrace } from './trace/request-trace'
 import type { MlflowSpan } from './trace/span'
 import type { MlflowTracer } from './trace/tracer'
 
 export const kState = Symbol('fastify-mlflow-tracing.state')
-const kRequest = Symbol('fastify-mlflow-tracing.request')
-type RawWithRequest = FastifyReply['raw'] & { [kRequest]: FastifyRequest }
+const kPlan = Symbol('fastify-mlflow-tracing.plan')
 
-interface RequestState {
-  root: MlflowSpan
-  ctx: Context
-  route: RouteTracingConfig | undefined
-  enriched: boolean
-  error: Error | undefined
-  output: Captured | undefined
-  ended: boolean
+/** What a route's traces look like, worked out on its first request and kept on its config. */
+interface RoutePlan {
+  traced: boolean
+  url: string | undefined
+  spanType: SpanType
+  capture: boolean
 }
 
-type TracedRequest = FastifyRequest & { [kState]: RequestState | null }
+type RouteConfig = { mlflow?: RouteTracingConfig | false, url?: string, [kPlan]?: RoutePlan }
+type RawRequest = FastifyRequest['raw'] & { [kState]: RequestState }
+type RawResponse = FastifyReply['raw'] & { [kState]: RequestState }
 
 /** Counted request-time problems: tracing swallows them rather than fail the request. */
 export interface LifecycleCounters {
@@ -35,140 +34,181 @@ export interface LifecycleCounters {
   hookErrors: number
 }
 
+interface RequestState extends ActiveRequestTrace {
+  readonly request: FastifyRequest
+  readonly reply: FastifyReply
+  readonly plan: RoutePlan
+  error: Error | undefined
+  output: Captured | undefined
+  ended: boolean
+}
+
 /**
  * One trace per request, read top to bottom:
- * onRequest opens the root span (who is asking is not known yet) → preValidation re-enters its
- * context after body parsing → preHandler adds the user, per-request metadata and the request body,
- * before the handler runs → onError / onSend note the error and the response body → the trace ends
- * when the response has really finished (onResponse, after a streamed body too), or on
- * onRequestAbort / onTimeout / a connection lost midway, with state ERROR.
+ * onRequest opens the root span (who is asking is not known yet) → onError / onSend note the error
+ * and the response body → the trace ends when the connection is done with the response ('close' of
+ * the raw request or response: after a streamed body too, and for a client that left) or on onTimeout.
+ * The user, the per-request metadata and tags and the request body are read as the trace ends, once
+ * auth and the handler are done; the user sooner if route code asks for it.
  */
-export function createLifecycle (settings: Settings, tracer: MlflowTracer, deployment: Record<string, string>, logger: Logger) {
+/**
+ * @param sharedMetadata metadata of every trace (deployment, fixed `metadata`), shared rather than copied
+ * @param logsTraceId false for Fastify's null logger: no log line could carry the id
+ */
+export function createLifecycle (settings: Settings, tracer: MlflowTracer, sharedMetadata: Record<string, string>, logger: Logger, logsTraceId: boolean) {
   const counters: LifecycleCounters = { invalidSessions: 0, hookErrors: 0 }
   const warnings = new ThrottledWarnings(logger)
 
+  class TracedRequest extends ActiveRequestTrace implements RequestState {
+    error: Error | undefined = undefined
+    output: Captured | undefined = undefined
+    ended = false
+    private userResolved = false
+
+    constructor (root: MlflowSpan, parent: Context, readonly request: FastifyRequest, readonly reply: FastifyReply, readonly plan: RoutePlan) {
+      super(root, tracer, parent)
+    }
+
+    override resolveUser (): void {
+      if (this.userResolved) return
+      this.userResolved = true
+      const record = this.root.trace
+      if (record.metadata[TraceMetadata.USER] !== undefined) return
+      guard(() => {
+        const found = resolveUser(this.request, settings.user)
+        if (found === undefined) return
+        record.metadata[TraceMetadata.USER] = found.user
+        record.metadata.user_source = found.source
+        this.root.setAttribute('user.id', found.user)
+      })
+    }
+  }
+
   function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const req = request as TracedRequest
-    req[kState] = null
-    request.mlflow = NOOP_REQUEST_TRACE
     let state: RequestState | null = null
     try {
       state = startTrace(request, reply)
     } catch (err) {
       hookFailed(err)
     }
-    if (state === null) return done()
-    req[kState] = state
-    // Fastify runs no hook when a streamed response loses its connection midway: the raw
-    // response's 'close' is the one signal that always comes.
-    ;(reply.raw as RawWithRequest)[kRequest] = request
-    reply.raw.on('close', onRawClose)
-    context.with(state.ctx, done)
+    if (state === null) {
+      request.mlflow = NOOP_REQUEST_TRACE
+      return done()
+    }
+    ;(request as FastifyRequest & { [kState]: RequestState })[kState] = state
+    request.mlflow = state
+    // Fastify's onResponse misses a client that leaves a streamed response midway, and its
+    // onRequestAbort costs a closure per request: the raw objects' 'close' events tell both.
+    ;(reply.raw as RawResponse)[kState] = state
+    ;(request.raw as RawRequest)[kState] = state
+    reply.raw.on('close', onResponseClose)
+    request.raw.on('close', onRequestClose)
+    if (settings.activeRootSpan) context.with(state.context, done)
+    else done()
   }
 
   function startTrace (request: FastifyRequest, reply: FastifyReply): RequestState | null {
-    const route = request.routeOptions.config.mlflow
-    if (route === false) return null
+    const plan = planOf(request)
+    if (!plan.traced) return null
     if (settings.sampleRate < 1 && Math.random() >= settings.sampleRate) return null
     if (settings.ignore !== undefined && settings.ignore(request)) return null
     const parent = parentFromTraceparent(request.headers.traceparent)
-    const root = tracer.startSpan(`${request.method} ${request.routeOptions.url ?? '(no route)'}`, { kind: SpanKind.SERVER }, parent)
-    root.setSpanType(route?.spanType ?? settings.spanType)
+    const root = tracer.startSpan(request.method + ' ' + (plan.url ?? '(no route)'), { kind: SpanKind.SERVER }, parent)
+    root.setSpanType(plan.spanType)
     root.setAttribute('http.request.method', request.method)
-    if (request.routeOptions.url !== undefined) root.setAttribute('http.route', request.routeOptions.url)
+    if (plan.url !== undefined) root.setAttribute('http.route', plan.url)
     const record = root.trace
-    record.sharedMetadata = deployment
+    record.sharedMetadata = sharedMetadata
     record.clientRequestId = clientRequestId(request, settings.requestIdHeader)
-    const { session, invalid } = sessionFrom(request.headers[settings.sessionHeader])
-    if (session !== undefined) {
-      record.metadata[TraceMetadata.SESSION] = session
-      root.setAttribute('session.id', session)
-    } else if (invalid) {
-      counters.invalidSessions++
-      warnings.warn('session', () => ({ header: settings.sessionHeader, invalidSessions: counters.invalidSessions }),
-        `ignored an invalid ${settings.sessionHeader} header (want 1-128 of [A-Za-z0-9_.:@+=/-])`)
-    }
-    if (typeof settings.metadata === 'object') Object.assign(record.metadata, settings.metadata)
+    const sessionHeader = request.headers[settings.sessionHeader]
+    if (sessionHeader !== undefined) setSession(root, sessionHeader)
     if (typeof settings.tags === 'object') Object.assign(record.tags, settings.tags)
-
-    const ctx = trace.setSpan(parent, root)
-    request.mlflow = new ActiveRequestTrace(root, tracer, ctx)
     if (settings.traceIdHeader !== false) reply.header(settings.traceIdHeader, record.id)
-    bindLog(request, reply, record.id)
-    return { root, ctx, route: route ?? undefined, enriched: false, error: undefined, output: undefined, ended: false }
+    if (logsTraceId) bindLog(request, reply, record.id)
+    return new TracedRequest(root, parent, request, reply, plan)
   }
 
-  // Fastify runs preValidation, preHandler and the handler from the body parser's 'end' event, which
-  // older Fastify 5 releases ran in another async context: re-enter the request's context if lost.
-  function preValidation (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const state = (request as TracedRequest)[kState]
-    if (state === null || trace.getSpan(context.active()) === state.root) return done()
-    context.with(state.ctx, done)
+  function planOf (request: FastifyRequest): RoutePlan {
+    const config = request.routeOptions.config as RouteConfig
+    return (config[kPlan] ??= {
+      traced: config.mlflow !== false,
+      url: config.url,
+      spanType: (config.mlflow || undefined)?.spanType ?? settings.spanType,
+      capture: (config.mlflow || undefined)?.captureBody ?? settings.captureBody
+    })
   }
 
+  function setSession (root: MlflowSpan, header: string | string[]): void {
+    const { session } = sessionFrom(header)
+    if (session !== undefined) {
+      root.trace.metadata[TraceMetadata.SESSION] = session
+      root.setAttribute('session.id', session)
+      return
+    }
+    counters.invalidSessions++
+    warnings.warn('session', () => ({ header: settings.sessionHeader, invalidSessions: counters.invalidSessions }),
+      `ignored an invalid ${settings.sessionHeader} header (want 1-128 of [A-Za-z0-9_.:@+=/-])`)
+  }
+
+  // Only with activeRootSpan: hooks that call done() from another async context (older Fastify 5
+  // body parsing among them) lose the request's context; the handler gets it back.
   function preHandler (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const state = (request as TracedRequest)[kState]
-    if (state !== null) enrich(request, state)
-    done()
+    const state = (request as FastifyRequest & { [kState]: RequestState | null })[kState]
+    if (state === null || trace.getSpan(context.active()) === state.root) return done()
+    context.with(state.context, done)
   }
 
   function onError (request: FastifyRequest, _reply: FastifyReply, error: Error, done: () => void): void {
-    const state = (request as TracedRequest)[kState]
+    const state = (request as FastifyRequest & { [kState]: RequestState | null })[kState]
     if (state !== null) state.error = error
     done()
   }
 
   function onSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
-    const state = (request as TracedRequest)[kState]
+    const state = (request as FastifyRequest & { [kState]: RequestState | null })[kState]
     if (state !== null) {
       // A stream that fails after the headers went out ends as a dropped connection: keep its error,
       // or the trace would blame the client.
       if (isStream(payload)) payload.once('error', (err: Error) => { state.error ??= err })
       // Fastify's own 404 body repeats the URL, query string (and any token in it) included.
-      else if (captures(state) && request.routeOptions.url !== undefined) {
+      else if (state.plan.capture && state.plan.url !== undefined) {
         guard(() => { state.output = capturePayload(payload, reply.getHeader('content-type'), settings.redactor, settings.maxBodyChars) })
       }
     }
     done(null, payload)
   }
 
-  function onResponse (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    finish(request, reply.statusCode, undefined)
-    done()
-  }
-
-  function onRequestAbort (request: FastifyRequest, done: HookHandlerDoneFunction): void {
-    finish(request, undefined, 'client aborted the request')
-    done()
-  }
-
   function onTimeout (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    finish(request, undefined, 'socket timed out')
+    const state = (request as FastifyRequest & { [kState]: RequestState | null })[kState]
+    if (state !== null) finish(state, undefined, 'socket timed out')
     done()
   }
 
-  // One shared listener instead of a closure per request.
-  function onRawClose (this: RawWithRequest): void {
-    if (!this.writableFinished) finish(this[kRequest], undefined, 'client aborted the request')
+  // Shared listeners instead of closures per request. The raw response's 'close' always comes,
+  // except for a pipelined request still waiting its turn when the client leaves: only its raw
+  // request says so. A request's 'close' also comes, unaborted, once its body has been read.
+  function onResponseClose (this: RawResponse): void {
+    const state = this[kState]
+    if (state.ended) return
+    if (this.writableEnded) finish(state, this.statusCode, undefined)
+    else finish(state, undefined, 'client aborted the request')
   }
 
-  // Each step is guarded alone: a throwing user callback costs its own data, not the rest.
-  function enrich (request: FastifyRequest, state: RequestState): void {
-    state.enriched = true
+  function onRequestClose (this: RawRequest): void {
+    const state = this[kState]
+    if (!state.ended && this.aborted && !state.reply.raw.writableEnded) finish(state, undefined, 'client aborted the request')
+  }
+
+  // Each step is guarded alone: a throwing user callback costs its own data, not the rest. Values
+  // that route code set itself win over the per-request functions.
+  function enrich (state: RequestState): void {
+    const { request } = state
     const record = state.root.trace
     const { metadata, tags } = settings
-    if (record.metadata[TraceMetadata.USER] === undefined) {
-      guard(() => {
-        const found = resolveUser(request, settings.user)
-        if (found === undefined) return
-        record.metadata[TraceMetadata.USER] = found.user
-        record.metadata.user_source = found.source
-        state.root.setAttribute('user.id', found.user)
-      })
-    }
-    if (typeof metadata === 'function') guard(() => { Object.assign(record.metadata, metadata(request)) })
-    if (typeof tags === 'function') guard(() => { Object.assign(record.tags, tags(request)) })
-    if (captures(state)) {
+    state.resolveUser()
+    if (typeof metadata === 'function') guard(() => { defaults(record.metadata, metadata(request)) })
+    if (typeof tags === 'function') guard(() => { defaults(record.tags, tags(request)) })
+    if (state.plan.capture) {
       guard(() => {
         const input = captureBody(request.body, settings.redactor, settings.maxBodyChars)
         if (input === undefined) return
@@ -178,14 +218,11 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
     }
   }
 
-  function finish (request: FastifyRequest, statusCode: number | undefined, abortReason: string | undefined): void {
-    const state = (request as TracedRequest)[kState]
-    if (state === null || state.ended) return
+  function finish (state: RequestState, statusCode: number | undefined, abortReason: string | undefined): void {
     state.ended = true
     const root = state.root
     try {
-      // Requests that never reached preHandler (404, failed validation) still get their user and body.
-      if (!state.enriched) enrich(request, state)
+      enrich(state)
       if (state.output !== undefined && root.attributes[SpanAttribute.OUTPUTS] === undefined) {
         root.setOutputs(state.output.value)
         root.trace.responsePreview ??= state.output.preview
@@ -211,14 +248,6 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
     else request.log = reply.log = log.child(bindings)
   }
 
-  function isStream (payload: unknown): payload is NodeJS.EventEmitter {
-    return typeof (payload as { pipe?: unknown } | null)?.pipe === 'function'
-  }
-
-  function captures (state: RequestState): boolean {
-    return state.route?.captureBody ?? settings.captureBody
-  }
-
   function guard (fn: () => void): void {
     try {
       fn()
@@ -232,5 +261,13 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, deplo
     warnings.warn('hook', () => ({ err: (err as Error).message, hookErrors: counters.hookErrors }), 'MLflow tracing: a request hook failed; the request went on')
   }
 
-  return { counters, onRequest, preValidation, preHandler, onError, onSend, onResponse, onRequestAbort, onTimeout }
+  return { counters, onRequest, preHandler, onError, onSend, onTimeout }
+}
+
+function defaults (target: Record<string, string>, values: Record<string, string>): void {
+  for (const key in values) target[key] ??= values[key]
+}
+
+function isStream (payload: unknown): payload is NodeJS.EventEmitter {
+  return typeof (payload as { pipe?: unknown } | null)?.pipe === 'function'
 }

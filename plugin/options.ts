@@ -14,6 +14,13 @@ export interface FastifyMlflowTracingOptions extends MlflowTracingOptions {
   sampleRate?: number
   /** Requests not to trace: path globs (`/health*`, `/static/**`) or a predicate. */
   ignore?: string | string[] | ((request: FastifyRequest) => boolean)
+  /**
+   * Make the root span the active OTel span for the whole request, so that `trace.getActiveSpan()`
+   * and OTel instrumentations see it outside `request.mlflow.span()` callbacks too. Default false:
+   * it needs AsyncLocalStorage on every request, which slows every promise in the process.
+   * `request.mlflow.span()` callbacks always run with their span active.
+   */
+  activeRootSpan?: boolean
   /** MLflow span type of the root span. Default CHAIN; set AGENT per route with `config.mlflow.spanType`. */
   spanType?: SpanType
   /** Your own user lookup, asked first. Return undefined to fall through. */
@@ -64,6 +71,7 @@ export interface Settings {
   enabled: boolean
   sampleRate: number
   ignore: ((request: FastifyRequest) => boolean) | undefined
+  activeRootSpan: boolean
   spanType: SpanType
   user: UserOptions
   sessionHeader: string
@@ -86,7 +94,7 @@ export function validateOptions (opts: FastifyMlflowTracingOptions, env: Record<
     const v = opts[name]
     check(v === undefined || typeof v === type, name, type === 'function' ? 'a function' : `a ${type}`)
   }
-  for (const name of ['enabled', 'captureBody', 'trustForwardedIdentity'] as const) optional(name, 'boolean')
+  for (const name of ['enabled', 'activeRootSpan', 'captureBody', 'trustForwardedIdentity'] as const) optional(name, 'boolean')
   for (const name of ['spanType', 'unverifiedJwtClaim', 'sessionHeader', 'logKey'] as const) {
     optional(name, 'string')
     check(opts[name] !== '', name, 'a non-empty string')
@@ -125,6 +133,7 @@ export function validateOptions (opts: FastifyMlflowTracingOptions, env: Record<
     enabled: opts.enabled ?? env.MLFLOW_TRACING_ENABLED?.toLowerCase() !== 'false',
     sampleRate,
     ignore: ignoreMatcher(opts.ignore),
+    activeRootSpan: opts.activeRootSpan ?? false,
     spanType: opts.spanType ?? SpanType.CHAIN,
     user: {
       resolveUser: opts.resolveUser,

@@ -8,7 +8,7 @@ const N = 1000
 
 t.test(`${N} concurrent requests each get exactly their own trace`, async t => {
   withEnv(t, { DATABRICKS_APP_NAME: undefined })
-  const { app, traces } = buildApp(t, { trustForwardedIdentity: true })
+  const { app, traces } = buildApp(t, { trustForwardedIdentity: true, activeRootSpan: true })
   const mismatches: string[] = []
   app.post('/chat', async req => {
     const n = (req.body as { n: number }).n

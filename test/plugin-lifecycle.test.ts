@@ -2,6 +2,7 @@
 // and what is not traced at all.
 import t, { type Test } from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
 import { trace as otelTrace } from '@opentelemetry/api'
@@ -93,7 +94,7 @@ t.test('an unknown route is traced as METHOD (no route)', async t => {
 t.test('traceparent: the caller\'s W3C trace is continued towards OTel and recorded as metadata', async t => {
   // Since 3f1f82b the MLflow trace has an id of its own and a parentless root (MLflow needs both);
   // the caller's ids are metadata, and spans report the caller's trace id to OTel.
-  const { app, traces } = buildApp(t)
+  const { app, traces } = buildApp(t, { activeRootSpan: true })
   const traceId = '0af7651916cd43dd8448eb211c80319c'
   const spanId = 'b7ad6b7169203331'
   const seen: Array<string | undefined> = []
@@ -398,6 +399,35 @@ t.test('client abort: one ERROR trace, "client aborted the request"', async t =>
   t.equal(all[0].root.attributes['http.response.status_code'], undefined, 'no status was sent')
   t.same(all[0].spans.map(s => s.name), ['GET /slow'], 'a span started after the trace ended is not exported')
   t.equal(app.mlflowTracing.stats().lateSpans, 1, '... but counted')
+})
+
+t.test('pipelined requests whose client leaves while they wait their turn: an ERROR trace each', async t => {
+  const { app, sink, traces } = buildApp(t, {}, { forceCloseConnections: true })
+  let entered = 0
+  let release: () => void = () => {}
+  const hang = new Promise<void>(resolve => { release = resolve })
+  t.teardown(() => release())
+  app.get('/slow/:n', async () => {
+    entered++
+    await hang
+    return 'late'
+  })
+  const port = Number(new URL(await listen(app)).port)
+  const socket = connect(port, '127.0.0.1')
+  await new Promise(resolve => socket.once('connect', resolve))
+  socket.write('GET /slow/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /slow/2 HTTP/1.1\r\nHost: x\r\n\r\n')
+  await until(() => entered === 2, 'both handlers running')
+  socket.destroy()
+  // Only the first response has the socket; the second learns of the abort from its raw request.
+  await until(() => sink.traces.length >= 2, 'both aborted traces')
+  release()
+  for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve))
+  const all = await traces()
+  t.equal(all.length, 2, 'one trace each, no more')
+  for (const one of all) {
+    t.equal(one.info.state, 'ERROR')
+    t.equal(one.root.status.message, 'client aborted the request')
+  }
 })
 
 t.test('onTimeout: a hanging handler past connectionTimeout ends the trace as "socket timed out"', async t => {

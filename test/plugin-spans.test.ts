@@ -95,7 +95,7 @@ t.test('only plain data returned by a callback becomes outputs', async t => {
 
 for (const method of ['GET', 'POST'] as const) {
   t.test(`active span (${method}): the root in the handler, the child inside a callback`, async t => {
-    const { app, one } = buildApp(t)
+    const { app, one } = buildApp(t, { activeRootSpan: true })
     const seen: Record<string, string | undefined> = {}
     app.route({
       method,
@@ -132,10 +132,35 @@ for (const method of ['GET', 'POST'] as const) {
   })
 }
 
+t.test('by default the root is not active, yet spans nest and request.mlflow.context reaches the root', async t => {
+  const { app, one } = buildApp(t)
+  const seen: Record<string, string | undefined> = {}
+  app.post('/chat', async req => {
+    seen.handler = activeSpanId()
+    await req.mlflow.span('child', {}, async () => {
+      await new Promise(resolve => setImmediate(resolve))
+      seen.child = activeSpanId()
+      req.mlflow.span('grandchild', {}, () => undefined)
+    })
+    context.with(req.mlflow.context, () => {
+      seen.withContext = activeSpanId()
+      app.mlflowTracing.tracing.tracer.startActiveSpan('otel-direct', (span: Span) => span.end())
+    })
+    return 'ok'
+  })
+  await app.inject({ method: 'POST', url: '/chat', payload: { message: 'hi' } })
+  const trace = await one()
+  t.equal(seen.handler, undefined, 'no active span in the handler: no AsyncLocalStorage per request')
+  t.equal(seen.child, trace.byName('child').span_id, 'inside a span callback, its span')
+  t.equal(trace.byName('grandchild').parent_span_id, trace.byName('child').span_id)
+  t.equal(seen.withContext, trace.root.span_id, 'context.with(request.mlflow.context) makes the root active')
+  t.equal(trace.byName('otel-direct').parent_span_id, trace.root.span_id)
+})
+
 t.test('the root is active in the handler even when the context is lost before validation', async t => {
   // Fastify 5.12 keeps the async context across body parsing; older 5.x releases (and hooks that
-  // call done() from elsewhere) did not. preValidation re-enters the request's context.
-  const { app, one } = buildApp(t)
+  // call done() from elsewhere) did not. With activeRootSpan, preHandler re-enters the request's context.
+  const { app, one } = buildApp(t, { activeRootSpan: true })
   app.addHook('preParsing', (_req, _reply, payload, done) => { context.with(ROOT_CONTEXT, () => done(null, payload)) })
   let active: string | undefined
   app.post('/chat', async () => {
@@ -148,7 +173,7 @@ t.test('the root is active in the handler even when the context is lost before v
 })
 
 t.test('active span with a larger body parsed in several chunks', async t => {
-  const { app, one } = buildApp(t)
+  const { app, one } = buildApp(t, { activeRootSpan: true })
   let seen: string | undefined
   app.post('/chat', async req => {
     seen = activeSpanId()
@@ -160,7 +185,7 @@ t.test('active span with a larger body parsed in several chunks', async t => {
 })
 
 t.test('active span with a body that arrives in pieces over a real socket', async t => {
-  const { app, one } = buildApp(t, {}, { forceCloseConnections: true })
+  const { app, one } = buildApp(t, { activeRootSpan: true }, { forceCloseConnections: true })
   const seen: Record<string, string | undefined> = {}
   app.post('/chat', async req => {
     seen.handler = activeSpanId()
@@ -349,7 +374,7 @@ t.test('token usage of a span under a span that reports usage is not counted twi
 })
 
 t.test('tracer.startActiveSpan in the handler nests under the root (and under a child)', async t => {
-  const { app, one } = buildApp(t)
+  const { app, one } = buildApp(t, { activeRootSpan: true })
   app.post('/chat', async req => {
     const tracer = app.mlflowTracing.tracing.tracer
     await tracer.startActiveSpan('otel-direct', async (span: Span) => {
@@ -374,8 +399,8 @@ t.test('tracer.startActiveSpan in the handler nests under the root (and under a 
 
 t.test('a child left open when the response ends is closed with the root', async t => {
   const { app, one } = buildApp(t)
-  app.get('/', async () => {
-    app.mlflowTracing.tracing.tracer.startSpan('never ended')
+  app.get('/', async req => {
+    app.mlflowTracing.tracing.tracer.startSpan('never ended', {}, req.mlflow.context)
     return 'ok'
   })
   await app.inject('/')

@@ -1,4 +1,4 @@
-import { INVALID_SPAN_CONTEXT, type SpanContext } from '@opentelemetry/api'
+import { INVALID_SPAN_CONTEXT, ROOT_CONTEXT, type SpanContext } from '@opentelemetry/api'
 import type { RequestTrace } from './request-trace'
 import type { MlflowSpan } from './span'
 
@@ -20,6 +20,7 @@ const NOOP_SPAN = new NoopSpan() as unknown as MlflowSpan
 export const NOOP_REQUEST_TRACE: RequestTrace = Object.freeze({
   traced: false,
   traceId: undefined,
+  context: ROOT_CONTEXT,
   user: undefined,
   session: undefined,
   span: <T>(_name: string, _options: unknown, fn: (span: MlflowSpan) => T): T => fn(NOOP_SPAN),

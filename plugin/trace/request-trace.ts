@@ -18,6 +18,11 @@ export interface RequestTrace {
   readonly traced: boolean
   /** The MLflow trace id (`tr-…`), to attach feedback or to find the trace. */
   readonly traceId: string | undefined
+  /**
+   * The OTel context whose active span is the request's root: `context.with(request.mlflow.context, fn)`
+   * makes the root active for `fn` (it is active for the whole request with `activeRootSpan: true`).
+   */
+  readonly context: Context
   readonly user: string | undefined
   readonly session: string | undefined
   /**
@@ -38,14 +43,22 @@ export interface RequestTrace {
 
 export class ActiveRequestTrace implements RequestTrace {
   readonly traced = true
+  private rootContext: Context | undefined
 
-  constructor (private readonly root: MlflowSpan, private readonly tracer: MlflowTracer, private readonly rootContext: Context) {}
+  /** @param parent the context the root was started in (a remote traceparent, or none) */
+  constructor (readonly root: MlflowSpan, private readonly tracer: MlflowTracer, private readonly parent: Context) {}
+
+  // Built on first use: most requests never need it.
+  get context (): Context {
+    return (this.rootContext ??= trace.setSpan(this.parent, this.root))
+  }
 
   get traceId (): string {
     return this.root.trace.id
   }
 
   get user (): string | undefined {
+    this.resolveUser()
     return this.root.trace.metadata[TraceMetadata.USER]
   }
 
@@ -57,7 +70,7 @@ export class ActiveRequestTrace implements RequestTrace {
     // Nest under the active span when it belongs to this request; otherwise (context lost on the
     // way, e.g. a callback API) under the root, never in another request's trace.
     const active = trace.getSpan(context.active()) as MlflowSpan | undefined
-    const parent = active?.trace === this.root.trace ? context.active() : this.rootContext
+    const parent = active?.trace === this.root.trace ? context.active() : this.context
     const span = this.tracer.startSpan(name, { kind: options.kind, attributes: options.attributes }, parent)
     span.setSpanType(options.type ?? SpanType.UNKNOWN)
     if (options.inputs !== undefined) span.setInputs(options.inputs)
@@ -82,6 +95,9 @@ export class ActiveRequestTrace implements RequestTrace {
   setMetadata (metadata: Record<string, string>): void {
     this.root.trace.setMetadata(strings(metadata, 'metadata'))
   }
+
+  /** Finding the user is the plugin's business (it looks when asked, or when the trace ends); not part of RequestTrace. */
+  resolveUser (): void {}
 }
 
 function runInSpan<T> (span: MlflowSpan, fn: (span: MlflowSpan) => T): T {
