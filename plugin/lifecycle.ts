@@ -50,8 +50,7 @@ interface RequestState extends ActiveRequestTrace {
  * the raw request or response: after a streamed body too, and for a client that left) or on onTimeout.
  * The user, the per-request metadata and tags and the request body are read as the trace ends, once
  * auth and the handler are done; the user sooner if route code asks for it.
- */
-/**
+ *
  * @param sharedMetadata metadata of every trace (deployment, fixed `metadata`), shared rather than copied
  * @param logsTraceId false for Fastify's null logger: no log line could carry the id
  */
