@@ -20,12 +20,13 @@ export interface TraceInfoJson {
   assessments: []
 }
 
-/** A finished trace in wire form: what the export queue holds and counts in bytes. */
+/** A finished trace in wire form: what a sink exports. */
 export interface SerializedTrace {
   traceId: string
   info: TraceInfoJson
   /** The `traces.json` document, `{"spans": [...]}`; nanosecond times are exact JSON integers. */
   spansJson: string
+  /** What the trace weighed in the export queue: the estimate made when it ended (TraceRecord.bytes). */
   bytes: number
 }
 
@@ -60,14 +61,7 @@ export function serializeTrace (record: TraceRecord): SerializedTrace {
     spansJson += spanJson(record.spans[i], traceB64, traceIdJson, i === 0)
   }
   spansJson += ']}'
-  return { traceId: record.id, info, spansJson, bytes: Buffer.byteLength(spansJson) + infoBytes(info) }
-}
-
-/** What the info weighs in the queue: its strings, plus a little per field for the JSON around them. */
-function infoBytes (info: TraceInfoJson): number {
-  let bytes = 256 + (info.request_preview?.length ?? 0) + (info.response_preview?.length ?? 0)
-  for (const map of [info.trace_metadata, info.tags]) for (const key in map) bytes += key.length + map[key].length + 8
-  return bytes
+  return { traceId: record.id, info, spansJson, bytes: record.bytes }
 }
 
 function traceMetadata (record: TraceRecord): Record<string, string> {
