@@ -319,6 +319,19 @@ t.test('queue overflow: the oldest waiting traces are dropped, memory stays boun
   })
 })
 
+t.test('a sink that throws instead of rejecting, or returns no promise, is still counted', async t => {
+  const throwing = new MlflowTracing({ sink: { export: () => { throw new Error('sink broke') } }, logger: recordingLogger() }, {})
+  const plain = new MlflowTracing({ sink: { export: () => undefined as unknown as Promise<void> }, logger: recordingLogger() }, {})
+  for (const tracing of [throwing, plain]) {
+    t.doesNotThrow(() => endTrace(tracing), 'ending the trace does not throw')
+    t.equal(await tracing.flush(1000), true)
+  }
+  t.match(throwing.stats(), { exported: 0, inFlight: 0, dropped: { failed: 1 } })
+  t.match(plain.stats(), { exported: 1, inFlight: 0, dropped: NO_DROPS })
+  await throwing.shutdown(100)
+  await plain.shutdown(100)
+})
+
 t.test('shutdown with a deadline while the server hangs', async t => {
   const server = await fakeServer(t)
   server.fail('POST', TRACES, ...Array<'hang'>(10).fill('hang'))

@@ -126,7 +126,8 @@ export class ExportQueue {
   }
 
   private pump (): void {
-    while (this.active < this.opts.concurrency && this.size > 0) {
+    // Once shutdown aborts, what still waits is dropped, not started.
+    while (this.active < this.opts.concurrency && this.size > 0 && !this.abort.signal.aborted) {
       const record = this.take()
       let trace: SerializedTrace
       try {
@@ -137,29 +138,60 @@ export class ExportQueue {
         continue
       }
       this.active++
-      void this.send(trace).finally(() => {
-        this.active--
-        this.pump()
-        if (this.idle) for (const wake of this.idleWaiters.splice(0)) wake()
-      })
+      this.send(trace, 1)
     }
   }
 
-  private async send (trace: SerializedTrace): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.sink.export(trace, this.abort.signal)
-        this.counts.exported++
-        return
-      } catch (err) {
-        if (this.abort.signal.aborted) return this.drop('shutdown', trace.traceId)
-        if (!(err instanceof MlflowHttpError)) return this.drop('failed', trace.traceId, (err as Error).message)
-        if (!err.retryable) return this.reject(trace, err)
-        if (attempt >= this.opts.maxAttempts) return this.drop('retries_exhausted', trace.traceId, err.message)
-        this.counts.retried++
-        if (!await this.sleep(this.backoff(attempt, err.retryAfterMs))) return this.drop('shutdown', trace.traceId)
-      }
+  /**
+   * One try. The sink's promise is chained directly, without an async wrapper or finally(): each
+   * promise costs a round of AsyncLocalStorage hooks, and this runs for every trace.
+   */
+  private send (trace: SerializedTrace, attempt: number): void {
+    let exported: Promise<void>
+    try {
+      // Promise.resolve() returns a native promise as it is; it only wraps a sink that returns a non-promise.
+      exported = Promise.resolve(this.sink.export(trace, this.abort.signal))
+    } catch (err) {
+      exported = Promise.reject(err)
     }
+    exported.then(() => {
+      this.counts.exported++
+      this.settled()
+    }, (err: unknown) => { this.failed(trace, attempt, err) })
+  }
+
+  private failed (trace: SerializedTrace, attempt: number, err: unknown): void {
+    if (this.abort.signal.aborted) this.drop('shutdown', trace.traceId)
+    else if (!(err instanceof MlflowHttpError)) this.drop('failed', trace.traceId, (err as Error).message)
+    else if (!err.retryable) this.reject(trace, err)
+    else if (attempt >= this.opts.maxAttempts) this.drop('retries_exhausted', trace.traceId, err.message)
+    else {
+      this.counts.retried++
+      return this.retryLater(trace, attempt, this.backoff(attempt, err.retryAfterMs))
+    }
+    this.settled()
+  }
+
+  /** Tries again after `ms`, keeping the trace's slot; shutdown cuts the wait short and drops the trace. */
+  private retryLater (trace: SerializedTrace, attempt: number, ms: number): void {
+    const signal = this.abort.signal
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort)
+      this.send(trace, attempt + 1)
+    }, ms)
+    const onAbort = (): void => {
+      clearTimeout(timer)
+      this.drop('shutdown', trace.traceId)
+      this.settled()
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+  }
+
+  /** An export is over, exported or dropped: its slot goes to the next trace. */
+  private settled (): void {
+    this.active--
+    this.pump()
+    if (this.idle) for (const wake of this.idleWaiters.splice(0)) wake()
   }
 
   private drop (reason: DropReason, traceId: string, detail?: string): void {
@@ -181,16 +213,5 @@ export class ExportQueue {
     if (retryAfterMs !== undefined) return Math.min(retryAfterMs, this.opts.maxBackoffMs)
     const ceiling = Math.min(this.opts.initialBackoffMs * 2 ** (attempt - 1), this.opts.maxBackoffMs)
     return ceiling / 2 + Math.random() * ceiling / 2
-  }
-
-  /** false if shutdown cut the wait short. */
-  private async sleep (ms: number): Promise<boolean> {
-    const signal = this.abort.signal
-    if (signal.aborted) return false
-    return await new Promise(resolve => {
-      const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve(true) }, ms)
-      const onAbort = (): void => { clearTimeout(timer); resolve(false) }
-      signal.addEventListener('abort', onAbort, { once: true })
-    })
   }
 }
