@@ -8,6 +8,9 @@ const TRACE_OVERHEAD = 256
 const SPAN_OVERHEAD = 320
 const EVENT_OVERHEAD = 64
 
+/** One object for every trace without shared metadata: serialization caches its work per object. */
+const NO_SHARED_METADATA: Readonly<Record<string, string>> = Object.freeze({})
+
 /**
  * Trace-level state, held apart from the active span so that user, session, tags and the request
  * id can be set from anywhere that has the trace (MLflow's TS SDK loses them outside `withSpan`).
@@ -16,8 +19,11 @@ export class TraceRecord {
   readonly id: string
   readonly spans: MlflowSpan[] = []
   readonly metadata: Record<string, string> = {}
-  /** Metadata every trace of the process shares (deployment), below `metadata`; not copied per trace. */
-  sharedMetadata: Readonly<Record<string, string>> = {}
+  /**
+   * Metadata every trace of the process shares (deployment), below `metadata`; not copied per trace.
+   * Set it to an object that no longer changes: serialization limits each such object only once.
+   */
+  sharedMetadata: Readonly<Record<string, string>> = NO_SHARED_METADATA
   readonly tags: Record<string, string> = {}
   clientRequestId: string | undefined
   requestPreview: string | undefined
