@@ -5,8 +5,6 @@ import { MlflowHttpError } from './export/http'
 import { stderrLogger, type Logger } from './export/logger'
 import { MlflowSink } from './export/mlflow-sink'
 import { ExportQueue, type ExportStats, type QueueOptions, type TraceSink } from './export/queue'
-import { serializeTrace } from './trace/serialize'
-import type { TraceRecord } from './trace/trace-record'
 import { MlflowTracer } from './trace/tracer'
 
 export interface MlflowTracingOptions extends DestinationOptions {
@@ -51,7 +49,7 @@ export class MlflowTracing {
       this.destination = 'a custom sink'
     }
     this.queue = new ExportQueue(sink as TraceSink, this.logger, opts.queue)
-    this.tracer = new MlflowTracer(trace => this.enqueue(trace))
+    this.tracer = new MlflowTracer(trace => this.queue.push(trace))
   }
 
   /**
@@ -85,16 +83,6 @@ export class MlflowTracing {
 
   async shutdown (timeoutMs = 10_000): Promise<boolean> {
     return await this.queue.shutdown(timeoutMs)
-  }
-
-  private enqueue (trace: TraceRecord): void {
-    let serialized
-    try {
-      serialized = serializeTrace(trace)
-    } catch (err) {
-      return this.queue.drop('serialization_error', undefined, (err as Error).message)
-    }
-    this.queue.push(serialized)
   }
 }
 

@@ -1,7 +1,10 @@
 import { ROOT_CONTEXT, trace } from '@opentelemetry/api'
 import t, { type Test } from 'tap'
 import type { QueueOptions, TraceSink } from '../plugin/export/queue'
-import type { SerializedTrace } from '../plugin/trace/serialize'
+import { RawJson } from '../plugin/trace/json'
+import { serializeTrace, type SerializedTrace } from '../plugin/trace/serialize'
+import type { MlflowSpan } from '../plugin/trace/span'
+import { MlflowTracer } from '../plugin/trace/tracer'
 import { MlflowTracing, type MlflowTracingOptions } from '../plugin/tracing'
 import { closedPort, FakeServer, recordingLogger } from './helpers/fake-server'
 
@@ -207,13 +210,11 @@ t.test('queue overflow: the oldest waiting traces are dropped, memory stays boun
 
   t.test('byte bound and too_large', async t => {
     const sink = gatedSink()
-    // Measure one trace of the shape used below.
-    let size = 0
-    const probe = new MlflowTracing({ sink: { export: async (s: SerializedTrace) => { size = s.bytes } }, logger: recordingLogger() }, {})
-    const probeSpan = probe.tracer.startSpan('root')
+    // What the queue weighs one trace of the shape used below at.
+    const probeSpan = new MlflowTracer(() => {}).startSpan('root')
     probeSpan.setAttribute('payload', 'x'.repeat(1000))
     probeSpan.end()
-    await probe.shutdown(1000)
+    const size = probeSpan.trace.bytes
     t.ok(size > 1000)
 
     const maxBytes = Math.floor(size * 3.5)
@@ -247,6 +248,88 @@ t.test('queue overflow: the oldest waiting traces are dropped, memory stays boun
     t.same(sink.exported.map(s => s.traceId), [ids[0], ...ids.slice(-3)], 'the newest waiting traces survive')
     await tracing.shutdown(100)
   })
+
+  t.test('a trace dropped as queue_full is never serialized; one taken for export is', async t => {
+    const sink = gatedSink()
+    const logger = recordingLogger()
+    const tracing = new MlflowTracing({ sink, logger, queue: { ...FAST, maxTraces: 2, concurrency: 1 } }, {})
+    /** Ends a trace whose serialization throws. */
+    const endPoisoned = (): string => {
+      const span = tracing.tracer.startSpan('poisoned')
+      span.trace.metadata.poison = { toString () { throw new Error('cannot serialize this') } } as unknown as string
+      span.end()
+      return span.trace.id
+    }
+    const first = endTrace(tracing)
+    endPoisoned()
+    const rest = [endTrace(tracing), endTrace(tracing)]
+    let stats = tracing.stats()
+    t.equal(stats.dropped.queue_full, 1, 'the poisoned trace waited and was pushed out')
+    t.equal(stats.dropped.serialization_error, 0, 'without being serialized')
+
+    sink.release()
+    t.equal(await tracing.flush(5000), true)
+    t.same(sink.exported.map(s => s.traceId), [first, ...rest])
+
+    const poisoned = endPoisoned()
+    stats = tracing.stats()
+    t.equal(stats.dropped.serialization_error, 1, 'taken for export at once, it fails to serialize')
+    t.equal(stats.queued + stats.inFlight, 0)
+    const warning = logger.calls.warn.find(c => c.msg === 'MLflow trace dropped: serialization_error')
+    t.match(warning?.obj, { traceId: poisoned, detail: 'cannot serialize this' })
+    await tracing.shutdown(100)
+  })
+
+  t.test('the byte bound holds for large values of every kind', async t => {
+    const message = (i: number): object => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `message ${i} `.repeat(200) })
+    const shapes: Record<string, (span: MlflowSpan) => void> = {
+      'long string': span => span.setAttribute('payload', 'x'.repeat(50_000)),
+      'chat messages (walked)': span => span.setInputs({ messages: Array.from({ length: 20 }, (_, i) => message(i)) }),
+      'many small objects (past the walk budget)': span => span.setOutputs(Array.from({ length: 5000 }, (_, i) => ({ id: i, name: `doc-${i}` }))),
+      'captured body (RawJson)': span => span.setInputs(new RawJson(JSON.stringify({ text: 'y'.repeat(50_000) }))),
+      'event attributes': span => span.addEvent('big', { detail: 'z'.repeat(50_000) }),
+      'many spans': span => {
+        const tracer = new MlflowTracer(() => {})
+        for (let i = 0; i < 200; i++) tracer.startSpan(`child ${i}`, {}, trace.setSpan(ROOT_CONTEXT, span)).setAttribute('i', i)
+      }
+    }
+    for (const [shape, fill] of Object.entries(shapes)) {
+      const probe = new MlflowTracer(() => {}).startSpan('root')
+      fill(probe)
+      probe.end()
+      const serialized = serializeTrace(probe.trace)
+      const wire = Buffer.byteLength(serialized.spansJson) + Buffer.byteLength(JSON.stringify(serialized.info))
+      t.ok(probe.trace.bytes > wire / 2 && probe.trace.bytes < wire * 2, `${shape}: estimate ${probe.trace.bytes} within 2x of ${wire} bytes serialized`)
+
+      const sink = gatedSink()
+      const maxBytes = Math.floor(probe.trace.bytes * 3.5)
+      const tracing = new MlflowTracing({ sink, logger: recordingLogger(), queue: { ...FAST, maxBytes, concurrency: 1 } }, {})
+      for (let i = 0; i < 20; i++) {
+        const span = tracing.tracer.startSpan('root')
+        fill(span)
+        span.end()
+        t.ok(tracing.stats().queuedBytes <= maxBytes, `${shape}: queuedBytes ≤ maxBytes`)
+      }
+      const stats = tracing.stats()
+      t.equal(stats.queued, 3, `${shape}: three traces fit`)
+      t.equal(stats.dropped.queue_full, 20 - 3 - 1, `${shape}: the byte bound dropped the rest`)
+      sink.release()
+      await tracing.shutdown(1000)
+    }
+  })
+})
+
+t.test('a sink that throws instead of rejecting, or returns no promise, is still counted', async t => {
+  const throwing = new MlflowTracing({ sink: { export: () => { throw new Error('sink broke') } }, logger: recordingLogger() }, {})
+  const plain = new MlflowTracing({ sink: { export: () => undefined as unknown as Promise<void> }, logger: recordingLogger() }, {})
+  for (const tracing of [throwing, plain]) {
+    t.doesNotThrow(() => endTrace(tracing), 'ending the trace does not throw')
+    t.equal(await tracing.flush(1000), true)
+  }
+  t.match(throwing.stats(), { exported: 0, inFlight: 0, dropped: { failed: 1 } })
+  t.match(plain.stats(), { exported: 1, inFlight: 0, dropped: NO_DROPS })
+  await throwing.shutdown(100)
+  await plain.shutdown(100)
 })
 
 t.test('shutdown with a deadline while the server hangs', async t => {

@@ -4,7 +4,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { MlflowTracer } from '../plugin/trace/tracer'
 import { serializeTrace } from '../plugin/trace/serialize'
 import { hexToBase64 } from '../plugin/trace/ids'
-import { nsToDuration, toNs } from '../plugin/trace/time'
+import { nsToDuration, nsToRfc3339, toNs } from '../plugin/trace/time'
 import type { TraceRecord } from '../plugin/trace/trace-record'
 
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
@@ -24,6 +24,10 @@ t.test('times: durations and the OTel time inputs', async t => {
   t.equal(nsToDuration(2_500_000_001n), '2.500000001s')
   t.equal(toNs([1749996461, 282772491]), 1749996461282772491n)
   t.equal(toNs(new Date(1749996461282)), 1749996461282000000n)
+  // Successive calls within a second, across seconds and back, before 1970 and past year 9999.
+  const ms = [1749996461282, 1749996461002, 1749996461999, 1749996462000, 1749996461090, 0, -1, -1001, 253402300800000]
+  for (const m of ms) t.equal(nsToRfc3339(BigInt(m) * 1_000_000n), new Date(m).toISOString(), `request_time of ${m} ms`)
+  t.equal(nsToRfc3339(1749996461282_999_999n), '2025-06-15T14:07:41.282Z', 'sub-millisecond digits are cut')
 })
 
 t.test('a trace serializes to TraceInfoV3 and the traces.json document', async t => {
@@ -149,6 +153,31 @@ t.test('limits: previews, metadata and tag values are cut to what MLflow guarant
   t.equal(info.response_preview?.length, 1000)
   t.equal(info.trace_metadata.long.length, 250)
   t.equal(info.tags.long.length, 4096)
+})
+
+t.test('text JSON must escape survives the span document and the metadata', async t => {
+  const { tracer, ended } = collect()
+  const odd = ['say "hi"', 'back\\slash', 'line\nbreak', 'bell\u0007', 'lone \ud800 surrogate', 'emoji 😀', 'sep\u2028', '']
+  const shared = { deployment: 'a "b"' }
+  for (let i = 0; i < 2; i++) {
+    const root = tracer.startSpan('GET "/x"\n')
+    root.trace.sharedMetadata = shared
+    odd.forEach((value, n) => root.setAttribute(`k${n} "${value}"`, value))
+    root.setAttributes({ negZero: -0, big: 1e21, nan: NaN, pi: 3.14 })
+    root.setStatus({ code: SpanStatusCode.ERROR, message: odd[0] })
+    root.trace.setMetadata({ own: odd[2], ...(i === 1 ? { deployment: 'overridden' } : {}) })
+    root.end()
+  }
+  const [first, second] = ended.map(r => serializeTrace(r))
+  const span = JSON.parse(first.spansJson).spans[0]
+  t.equal(span.name, 'GET "/x"\n')
+  odd.forEach((value, n) => t.equal(span.attributes[`k${n} "${value}"`], JSON.stringify(value), `odd text ${n}`))
+  t.match(span.attributes, { negZero: '0', big: '1e+21', nan: 'null', pi: '3.14' })
+  t.equal(span.status.message, odd[0])
+  t.same(first.info.trace_metadata, { 'mlflow.trace_schema.version': '3', deployment: 'a "b"', own: odd[2] })
+  t.same(second.info.trace_metadata, { 'mlflow.trace_schema.version': '3', deployment: 'overridden', own: odd[2] }, 'the trace\'s own metadata wins')
+  first.info.trace_metadata.deployment = 'changed by a sink'
+  t.equal(serializeTrace(ended[0]).info.trace_metadata.deployment, 'a "b"', 'each trace gets its own metadata object')
 })
 
 t.test('values JSON cannot encode do not break serialization', async t => {

@@ -1,4 +1,5 @@
-import type { SerializedTrace } from '../trace/serialize'
+import { serializeTrace, type SerializedTrace } from '../trace/serialize'
+import type { TraceRecord } from '../trace/trace-record'
 import { MlflowHttpError } from './http'
 import { ThrottledWarnings, type Logger } from './logger'
 
@@ -12,7 +13,7 @@ export interface TraceSink {
 export interface QueueOptions {
   /** Traces waiting at most; past it the oldest waiting trace is dropped. Default 1000. */
   maxTraces?: number
-  /** Bytes of waiting traces at most; past it the oldest waiting traces are dropped. Default 32 MiB. */
+  /** Bytes of waiting traces at most (as estimated when each ended); past it the oldest waiting traces are dropped. Default 32 MiB. */
   maxBytes?: number
   /** Exports in flight at once. Default 8 (measured: 4.2× one-at-a-time against a 2-worker MLflow; 16 adds nothing). */
   concurrency?: number
@@ -42,11 +43,12 @@ const SHUTDOWN_SETTLE_MS = 1000
 /**
  * Exports finished traces in the background. The request path only pushes; a full queue drops the
  * OLDEST waiting trace (the newest traces are the ones being debugged), and every loss is counted
- * by reason.
+ * by reason. A trace is serialized when an export takes it, so one dropped while waiting, as most
+ * are when traces come faster than the destination takes them, costs no serialization.
  */
 export class ExportQueue {
   private readonly opts: Required<QueueOptions>
-  private readonly waiting: SerializedTrace[] = []
+  private readonly waiting: TraceRecord[] = []
   private head = 0
   private bytes = 0
   private active = 0
@@ -66,19 +68,13 @@ export class ExportQueue {
     this.warnings = new ThrottledWarnings(logger)
   }
 
-  push (trace: SerializedTrace): void {
-    if (this.closed) return this.drop('shutdown', trace)
-    if (trace.bytes > this.opts.maxBytes) return this.drop('too_large', trace)
+  push (trace: TraceRecord): void {
+    if (this.closed) return this.drop('shutdown', trace.id)
+    if (trace.bytes > this.opts.maxBytes) return this.drop('too_large', trace.id)
     this.waiting.push(trace)
     this.bytes += trace.bytes
-    while (this.size > this.opts.maxTraces || this.bytes > this.opts.maxBytes) this.drop('queue_full', this.take())
+    while (this.size > this.opts.maxTraces || this.bytes > this.opts.maxBytes) this.drop('queue_full', this.take().id)
     this.pump()
-  }
-
-  /** Counts a trace lost before it reached the queue. */
-  drop (reason: DropReason, trace?: SerializedTrace, detail?: string): void {
-    this.counts.dropped[reason]++
-    this.warnings.warn(reason, () => ({ reason, traceId: trace?.traceId, detail, stats: this.stats() }), `MLflow trace dropped: ${reason}`)
   }
 
   stats (): ExportStats {
@@ -102,7 +98,7 @@ export class ExportQueue {
     this.closed = true
     const flushed = await this.flush(timeoutMs)
     this.abort.abort()
-    while (this.size > 0) this.drop('shutdown', this.take())
+    while (this.size > 0) this.drop('shutdown', this.take().id)
     // In-flight exports see the abort and count themselves as dropped; let them settle first.
     await this.flush(SHUTDOWN_SETTLE_MS)
     await this.sink.close?.()
@@ -117,9 +113,9 @@ export class ExportQueue {
     return this.size === 0 && this.active === 0
   }
 
-  private take (): SerializedTrace {
+  private take (): TraceRecord {
     const trace = this.waiting[this.head]
-    this.waiting[this.head++] = undefined as unknown as SerializedTrace
+    this.waiting[this.head++] = undefined as unknown as TraceRecord
     // Compact now and then instead of shift()ing on every take.
     if (this.head > 1024 && this.head * 2 > this.waiting.length) {
       this.waiting.splice(0, this.head)
@@ -130,32 +126,77 @@ export class ExportQueue {
   }
 
   private pump (): void {
-    while (this.active < this.opts.concurrency && this.size > 0) {
-      const trace = this.take()
+    // Once shutdown aborts, what still waits is dropped, not started.
+    while (this.active < this.opts.concurrency && this.size > 0 && !this.abort.signal.aborted) {
+      const record = this.take()
+      let trace: SerializedTrace
+      try {
+        // Serialized once: retries send the same text.
+        trace = serializeTrace(record)
+      } catch (err) {
+        this.drop('serialization_error', record.id, (err as Error).message)
+        continue
+      }
       this.active++
-      void this.send(trace).finally(() => {
-        this.active--
-        this.pump()
-        if (this.idle) for (const wake of this.idleWaiters.splice(0)) wake()
-      })
+      this.send(trace, 1)
     }
   }
 
-  private async send (trace: SerializedTrace): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.sink.export(trace, this.abort.signal)
-        this.counts.exported++
-        return
-      } catch (err) {
-        if (this.abort.signal.aborted) return this.drop('shutdown', trace)
-        if (!(err instanceof MlflowHttpError)) return this.drop('failed', trace, (err as Error).message)
-        if (!err.retryable) return this.reject(trace, err)
-        if (attempt >= this.opts.maxAttempts) return this.drop('retries_exhausted', trace, err.message)
-        this.counts.retried++
-        if (!await this.sleep(this.backoff(attempt, err.retryAfterMs))) return this.drop('shutdown', trace)
-      }
+  /**
+   * One try. The sink's promise is chained directly, without an async wrapper or finally(): each
+   * promise costs a round of AsyncLocalStorage hooks, and this runs for every trace.
+   */
+  private send (trace: SerializedTrace, attempt: number): void {
+    let exported: Promise<void>
+    try {
+      // Promise.resolve() returns a native promise as it is; it only wraps a sink that returns a non-promise.
+      exported = Promise.resolve(this.sink.export(trace, this.abort.signal))
+    } catch (err) {
+      exported = Promise.reject(err)
     }
+    exported.then(() => {
+      this.counts.exported++
+      this.settled()
+    }, (err: unknown) => { this.failed(trace, attempt, err) })
+  }
+
+  private failed (trace: SerializedTrace, attempt: number, err: unknown): void {
+    if (this.abort.signal.aborted) this.drop('shutdown', trace.traceId)
+    else if (!(err instanceof MlflowHttpError)) this.drop('failed', trace.traceId, (err as Error).message)
+    else if (!err.retryable) this.reject(trace, err)
+    else if (attempt >= this.opts.maxAttempts) this.drop('retries_exhausted', trace.traceId, err.message)
+    else {
+      this.counts.retried++
+      return this.retryLater(trace, attempt, this.backoff(attempt, err.retryAfterMs))
+    }
+    this.settled()
+  }
+
+  /** Tries again after `ms`, keeping the trace's slot; shutdown cuts the wait short and drops the trace. */
+  private retryLater (trace: SerializedTrace, attempt: number, ms: number): void {
+    const signal = this.abort.signal
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort)
+      this.send(trace, attempt + 1)
+    }, ms)
+    const onAbort = (): void => {
+      clearTimeout(timer)
+      this.drop('shutdown', trace.traceId)
+      this.settled()
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+  }
+
+  /** An export is over, exported or dropped: its slot goes to the next trace. */
+  private settled (): void {
+    this.active--
+    this.pump()
+    if (this.idle) for (const wake of this.idleWaiters.splice(0)) wake()
+  }
+
+  private drop (reason: DropReason, traceId: string, detail?: string): void {
+    this.counts.dropped[reason]++
+    this.warnings.warn(reason, () => ({ reason, traceId, detail, stats: this.stats() }), `MLflow trace dropped: ${reason}`)
   }
 
   /** A 4xx will fail again: counted, and logged once per kind with the server's own words. */
@@ -172,16 +213,5 @@ export class ExportQueue {
     if (retryAfterMs !== undefined) return Math.min(retryAfterMs, this.opts.maxBackoffMs)
     const ceiling = Math.min(this.opts.initialBackoffMs * 2 ** (attempt - 1), this.opts.maxBackoffMs)
     return ceiling / 2 + Math.random() * ceiling / 2
-  }
-
-  /** false if shutdown cut the wait short. */
-  private async sleep (ms: number): Promise<boolean> {
-    const signal = this.abort.signal
-    if (signal.aborted) return false
-    return await new Promise(resolve => {
-      const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve(true) }, ms)
-      const onAbort = (): void => { clearTimeout(timer); resolve(false) }
-      signal.addEventListener('abort', onAbort, { once: true })
-    })
   }
 }

@@ -28,6 +28,22 @@ export function safeJson (value: unknown): string {
   }
 }
 
+/** Characters JSON.stringify escapes in a string (any surrogate, to be safe about lone ones). */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
+
+/**
+ * Whether JSON writes `text` as it is, between quotes. Asking costs far less than JSON.stringify's
+ * fixed cost per call (about 0.07 µs, the larger part of writing a short string).
+ */
+export function isPlainJsonText (text: string): boolean {
+  return !NEEDS_ESCAPE.test(text)
+}
+
+/** JSON.stringify(text), cheaper for text that needs no escaping. */
+export function jsonString (text: string): string {
+  return isPlainJsonText(text) ? '"' + text + '"' : JSON.stringify(text)
+}
+
 /** Cuts at `max` characters, never inside a surrogate pair, marking the cut with `...`. */
 export function truncate (text: string, max: number): string {
   if (text.length <= max) return text

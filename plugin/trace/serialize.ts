@@ -1,7 +1,7 @@
 import { SpanStatusCode, type SpanStatus } from '@opentelemetry/api'
 import { Limits, SpanAttribute, TRACE_SCHEMA_VERSION, TraceMetadata } from './constants'
 import { hexToBase64 } from './ids'
-import { safeJson, truncate } from './json'
+import { isPlainJsonText, jsonString, safeJson, truncate } from './json'
 import type { MlflowSpan, SpanEvent, TokenUsage } from './span'
 import { nsToDuration, nsToRfc3339 } from './time'
 import type { TraceRecord } from './trace-record'
@@ -20,12 +20,13 @@ export interface TraceInfoJson {
   assessments: []
 }
 
-/** A finished trace in wire form: what the export queue holds and counts in bytes. */
+/** A finished trace in wire form: what a sink exports. */
 export interface SerializedTrace {
   traceId: string
   info: TraceInfoJson
   /** The `traces.json` document, `{"spans": [...]}`; nanosecond times are exact JSON integers. */
   spansJson: string
+  /** What the trace weighed in the export queue: the estimate made when it ended (TraceRecord.bytes). */
   bytes: number
 }
 
@@ -35,6 +36,9 @@ const STATUS_CODE = {
   [SpanStatusCode.ERROR]: 'STATUS_CODE_ERROR'
 } as const
 
+/** The schema version and each process's shared metadata, limited once rather than per trace. */
+const sharedLimited = new WeakMap<object, Readonly<Record<string, string>>>()
+
 export function serializeTrace (record: TraceRecord): SerializedTrace {
   const root = record.root
   const info: TraceInfoJson = {
@@ -42,8 +46,8 @@ export function serializeTrace (record: TraceRecord): SerializedTrace {
     request_time: nsToRfc3339(root.startNs),
     execution_duration: nsToDuration(root.endNs - root.startNs),
     state: root.status.code === SpanStatusCode.ERROR ? 'ERROR' : 'OK',
-    trace_metadata: limited(traceMetadata(record), Limits.METADATA_VALUE),
-    tags: limited(record.tags, Limits.TAG_VALUE),
+    trace_metadata: traceMetadata(record),
+    tags: limit({}, record.tags, Limits.TAG_VALUE),
     assessments: []
   }
   if (record.clientRequestId !== undefined) info.client_request_id = record.clientRequestId
@@ -52,38 +56,39 @@ export function serializeTrace (record: TraceRecord): SerializedTrace {
   if (requestPreview !== undefined) info.request_preview = truncate(requestPreview, Limits.PREVIEW)
   if (responsePreview !== undefined) info.response_preview = truncate(responsePreview, Limits.PREVIEW)
 
-  const traceB64 = hexToBase64(record.traceIdHex)
-  const traceIdJson = JSON.stringify(record.id)
+  // Every span starts with the trace id, and its attributes with the MLflow trace id: written once.
+  // The id is hex, so its JSON text needs no escaping.
+  const spanStart = '{"trace_id":"' + hexToBase64(record.traceIdHex) + '","span_id":"'
+  const attributesStart = '{"' + SpanAttribute.TRACE_ID + '":"\\"' + record.id + '\\""'
   let spansJson = '{"spans":['
   for (let i = 0; i < record.spans.length; i++) {
     if (i > 0) spansJson += ','
-    spansJson += spanJson(record.spans[i], traceB64, traceIdJson, i === 0)
+    spansJson += spanJson(record.spans[i], spanStart, attributesStart, i === 0)
   }
   spansJson += ']}'
-  return { traceId: record.id, info, spansJson, bytes: Buffer.byteLength(spansJson) + infoBytes(info) }
+  return { traceId: record.id, info, spansJson, bytes: record.bytes }
 }
 
-/** What the info weighs in the queue: its strings, plus a little per field for the JSON around them. */
-function infoBytes (info: TraceInfoJson): number {
-  let bytes = 256 + (info.request_preview?.length ?? 0) + (info.response_preview?.length ?? 0)
-  for (const map of [info.trace_metadata, info.tags]) for (const key in map) bytes += key.length + map[key].length + 8
-  return bytes
-}
-
+/** Schema version, then shared metadata, then the trace's own (which wins), each key and value limited. */
 function traceMetadata (record: TraceRecord): Record<string, string> {
-  const metadata: Record<string, string> = { [TraceMetadata.SCHEMA_VERSION]: TRACE_SCHEMA_VERSION, ...record.sharedMetadata, ...record.metadata }
-  const usage = tokenUsage(record.spans)
-  if (usage !== undefined && metadata[TraceMetadata.TOKEN_USAGE] === undefined) {
-    metadata[TraceMetadata.TOKEN_USAGE] = JSON.stringify(usage)
+  let shared = sharedLimited.get(record.sharedMetadata)
+  if (shared === undefined) {
+    shared = limit({ [TraceMetadata.SCHEMA_VERSION]: TRACE_SCHEMA_VERSION }, record.sharedMetadata, Limits.METADATA_VALUE)
+    sharedLimited.set(record.sharedMetadata, shared)
+  }
+  const metadata = limit({ ...shared }, record.metadata, Limits.METADATA_VALUE)
+  if (metadata[TraceMetadata.TOKEN_USAGE] === undefined) {
+    const usage = tokenUsage(record.spans)
+    if (usage !== undefined) metadata[TraceMetadata.TOKEN_USAGE] = truncate(JSON.stringify(usage), Limits.METADATA_VALUE)
   }
   return metadata
 }
 
 /** Sums span token usage as MLflow does: a span under a span that already reports usage is not counted again. */
 function tokenUsage (spans: MlflowSpan[]): TokenUsage | undefined {
-  const reporting = new Set<string>()
-  for (const span of spans) if (span.attributes[SpanAttribute.TOKEN_USAGE] !== undefined) reporting.add(span.spanId)
-  if (reporting.size === 0) return undefined
+  let reporting: Set<string> | undefined
+  for (const span of spans) if (span.attributes[SpanAttribute.TOKEN_USAGE] !== undefined) (reporting ??= new Set()).add(span.spanId)
+  if (reporting === undefined) return undefined
   const parentOf = new Map(spans.map(s => [s.spanId, s.parentSpanId]))
   const total = { input_tokens: 0, output_tokens: 0, total_tokens: 0 }
   for (const span of spans) {
@@ -104,25 +109,23 @@ function preview (value: unknown): string | undefined {
   return typeof value === 'string' ? value : safeJson(value)
 }
 
-function limited (entries: Record<string, string>, maxValue: number): Record<string, string> {
-  const out: Record<string, string> = {}
+/** Adds `entries` to `out` with keys and values cut to MLflow's limits. */
+function limit (out: Record<string, string>, entries: Readonly<Record<string, string>>, maxValue: number): Record<string, string> {
   for (const key in entries) out[truncate(key, Limits.KEY)] = truncate(String(entries[key]), maxValue)
   return out
 }
 
-function spanJson (span: MlflowSpan, traceB64: string, traceIdJson: string, isRoot: boolean): string {
-  // Every span attribute value is JSON text stored as a string (MLflow's span format).
-  let attributes = '{' + JSON.stringify(SpanAttribute.TRACE_ID) + ':' + JSON.stringify(traceIdJson)
+function spanJson (span: MlflowSpan, spanStart: string, attributesStart: string, isRoot: boolean): string {
+  let attributes = attributesStart
   for (const key in span.attributes) {
     if (key === SpanAttribute.TRACE_ID) continue
-    attributes += ',' + JSON.stringify(key) + ':' + JSON.stringify(safeJson(span.attributes[key]))
+    attributes += ',' + jsonString(key) + ':' + attributeJson(span.attributes[key])
   }
   attributes += '}'
-  return '{"trace_id":"' + traceB64 +
-    '","span_id":"' + hexToBase64(span.spanId) +
+  return spanStart + hexToBase64(span.spanId) +
     // MLflow finds the root as the span without a parent; a remote parent is in the metadata instead.
     '","trace_state":"","parent_span_id":"' + (isRoot || span.parentSpanId === '' ? '' : hexToBase64(span.parentSpanId)) +
-    '","name":' + JSON.stringify(span.name) +
+    '","name":' + jsonString(span.name) +
     ',"start_time_unix_nano":' + span.startNs.toString() +
     ',"end_time_unix_nano":' + span.endNs.toString() +
     ',"attributes":' + attributes +
@@ -130,14 +133,23 @@ function spanJson (span: MlflowSpan, traceB64: string, traceIdJson: string, isRo
     ',"events":' + eventsJson(span.events) + '}'
 }
 
+/** Every span attribute value is JSON text stored as a string (MLflow's span format). */
+function attributeJson (value: unknown): string {
+  // The common values, written without JSON.stringify's fixed cost: the JSON text of a finite
+  // number is String(number); that of a plain string is the string in quotes, escaped once more.
+  if (typeof value === 'number' && Number.isFinite(value)) return '"' + value + '"'
+  if (typeof value === 'string' && isPlainJsonText(value)) return '"\\"' + value + '\\""'
+  return JSON.stringify(safeJson(value))
+}
+
 function statusJson (status: SpanStatus): string {
-  return '{"message":' + JSON.stringify(status.message ?? '') + ',"code":"' + STATUS_CODE[status.code] + '"}'
+  return '{"message":' + jsonString(status.message ?? '') + ',"code":"' + STATUS_CODE[status.code] + '"}'
 }
 
 function eventsJson (events: SpanEvent[]): string {
   if (events.length === 0) return '[]'
   return '[' + events.map(e =>
-    '{"name":' + JSON.stringify(e.name) +
+    '{"name":' + jsonString(e.name) +
     ',"time_unix_nano":' + e.timeNs.toString() +
     ',"attributes":' + safeJson(e.attributes ?? {}) + '}'
   ).join(',') + ']'
