@@ -319,17 +319,19 @@ t.test('queue overflow: the oldest waiting traces are dropped, memory stays boun
   })
 })
 
-t.test('a sink that throws instead of rejecting, or returns no promise, is still counted', async t => {
+t.test('a sink that throws instead of rejecting, rejects with undefined, or returns no promise, is still counted', async t => {
   const throwing = new MlflowTracing({ sink: { export: () => { throw new Error('sink broke') } }, logger: recordingLogger() }, {})
+  // eslint-disable-next-line prefer-promise-reject-errors
+  const rejectingNothing = new MlflowTracing({ sink: { export: async () => await Promise.reject(undefined) }, logger: recordingLogger() }, {})
   const plain = new MlflowTracing({ sink: { export: () => undefined as unknown as Promise<void> }, logger: recordingLogger() }, {})
-  for (const tracing of [throwing, plain]) {
+  for (const tracing of [throwing, rejectingNothing, plain]) {
     t.doesNotThrow(() => endTrace(tracing), 'ending the trace does not throw')
     t.equal(await tracing.flush(1000), true)
   }
   t.match(throwing.stats(), { exported: 0, inFlight: 0, dropped: { failed: 1 } })
+  t.match(rejectingNothing.stats(), { exported: 0, inFlight: 0, dropped: { failed: 1 } })
   t.match(plain.stats(), { exported: 1, inFlight: 0, dropped: NO_DROPS })
-  await throwing.shutdown(100)
-  await plain.shutdown(100)
+  for (const tracing of [throwing, rejectingNothing, plain]) await tracing.shutdown(100)
 })
 
 t.test('shutdown with a deadline while the server hangs', async t => {

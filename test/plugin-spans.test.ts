@@ -212,6 +212,22 @@ t.test('active span with a body that arrives in pieces over a real socket', asyn
   t.same(trace.root.attributes['mlflow.spanInputs'], { message: 'hi' })
 })
 
+t.test('a span keeps its inputs as they were when set, however the agent changes them afterwards', async t => {
+  const { app, one } = buildApp(t)
+  app.post('/chat', async req => {
+    const messages = [{ role: 'user', content: 'hi' }]
+    await req.mlflow.llm({ provider: 'openai', model: 'm', name: 'first', inputs: { messages } }, async () => {
+      messages.push({ role: 'assistant', content: 'hello' })
+    })
+    await req.mlflow.llm({ provider: 'openai', model: 'm', name: 'second', inputs: { messages } }, async () => undefined)
+    return 'ok'
+  })
+  await app.inject({ method: 'POST', url: '/chat', payload: {} })
+  const trace = await one()
+  t.equal(trace.byName('first').attributes['mlflow.spanInputs'].messages.length, 1)
+  t.equal(trace.byName('second').attributes['mlflow.spanInputs'].messages.length, 2)
+})
+
 t.test('nested spans nest, whatever helper creates them', async t => {
   const { app, one } = buildApp(t)
   app.post('/agent', async req => {

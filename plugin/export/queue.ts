@@ -134,7 +134,7 @@ export class ExportQueue {
         // Serialized once: retries send the same text.
         trace = serializeTrace(record)
       } catch (err) {
-        this.drop('serialization_error', record.id, (err as Error).message)
+        this.drop('serialization_error', record.id, errorText(err))
         continue
       }
       this.active++
@@ -162,7 +162,7 @@ export class ExportQueue {
 
   private failed (trace: SerializedTrace, attempt: number, err: unknown): void {
     if (this.abort.signal.aborted) this.drop('shutdown', trace.traceId)
-    else if (!(err instanceof MlflowHttpError)) this.drop('failed', trace.traceId, (err as Error).message)
+    else if (!(err instanceof MlflowHttpError)) this.drop('failed', trace.traceId, errorText(err))
     else if (!err.retryable) this.reject(trace, err)
     else if (attempt >= this.opts.maxAttempts) this.drop('retries_exhausted', trace.traceId, err.message)
     else {
@@ -214,4 +214,9 @@ export class ExportQueue {
     const ceiling = Math.min(this.opts.initialBackoffMs * 2 ** (attempt - 1), this.opts.maxBackoffMs)
     return ceiling / 2 + Math.random() * ceiling / 2
   }
+}
+
+/** A sink may throw anything, undefined included: reading `.message` must not throw in turn. */
+function errorText (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
 }

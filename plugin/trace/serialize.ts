@@ -1,7 +1,7 @@
 import { SpanStatusCode, type SpanStatus } from '@opentelemetry/api'
 import { Limits, SpanAttribute, TRACE_SCHEMA_VERSION, TraceMetadata } from './constants'
 import { hexToBase64 } from './ids'
-import { isPlainJsonText, jsonString, safeJson, truncate } from './json'
+import { isPlainJsonText, jsonString, RawJson, safeJson, truncate } from './json'
 import type { MlflowSpan, SpanEvent, TokenUsage } from './span'
 import { nsToDuration, nsToRfc3339 } from './time'
 import type { TraceRecord } from './trace-record'
@@ -96,12 +96,22 @@ function tokenUsage (spans: MlflowSpan[]): TokenUsage | undefined {
     let ancestor = parentOf.get(span.spanId)
     while (ancestor !== undefined && ancestor !== '' && !reporting.has(ancestor)) ancestor = parentOf.get(ancestor)
     if (ancestor !== undefined && reporting.has(ancestor)) continue
-    const usage = span.attributes[SpanAttribute.TOKEN_USAGE] as Partial<TokenUsage>
+    const usage = usageOf(span.attributes[SpanAttribute.TOKEN_USAGE])
     total.input_tokens += Number(usage.input_tokens ?? 0)
     total.output_tokens += Number(usage.output_tokens ?? 0)
     total.total_tokens += Number(usage.total_tokens ?? 0)
   }
   return total
+}
+
+/** Token usage as set: JSON-encoded by setTokenUsage, or JSON text set as the attribute directly. */
+function usageOf (value: unknown): Partial<TokenUsage> {
+  try {
+    const usage: unknown = value instanceof RawJson ? value.toJSON() : typeof value === 'string' ? JSON.parse(value) : value
+    return typeof usage === 'object' && usage !== null ? usage : {}
+  } catch {
+    return {}
+  }
 }
 
 function preview (value: unknown): string | undefined {

@@ -5,6 +5,7 @@ import {
 } from '@opentelemetry/api'
 import { SpanAttribute, type SpanType } from './constants'
 import { llmResponseAttributes, type LlmResponse } from './genai'
+import { RawJson, safeJson } from './json'
 import { newSpanIdHex } from './ids'
 import { nowNs, toNs } from './time'
 import type { TraceRecord } from './trace-record'
@@ -25,8 +26,8 @@ export interface TokenUsage {
 }
 
 /**
- * A span on the OTel API that keeps only what MLflow stores. Attribute values are kept as given and
- * JSON-encoded once, when the trace is serialized.
+ * A span on the OTel API that keeps only what MLflow stores. Object attribute values are
+ * JSON-encoded when set; strings, numbers and booleans when the trace is serialized.
  */
 export class MlflowSpan implements Span {
   readonly spanId = newSpanIdHex()
@@ -52,7 +53,10 @@ export class MlflowSpan implements Span {
   }
 
   setAttribute (key: string, value: AttributeValue | unknown): this {
-    if (!this.ended && value !== undefined && value !== null) this.attributes[key] = value
+    if (this.ended || value === undefined || value === null) return this
+    // Objects are encoded now, as MLflow's SDKs do: a messages array that the agent goes on
+    // appending to must show what this span saw, not what it held when the trace was exported.
+    this.attributes[key] = typeof value === 'object' && !(value instanceof RawJson) ? new RawJson(safeJson(value)) : value
     return this
   }
 
