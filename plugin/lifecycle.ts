@@ -14,6 +14,7 @@ import type { MlflowSpan } from './trace/span'
 import type { MlflowTracer } from './trace/tracer'
 
 export const kState = Symbol('fastify-mlflow-tracing.state')
+const ROOT_SPAN = Object.freeze({ kind: SpanKind.SERVER })
 const kPlan = Symbol('fastify-mlflow-tracing.plan')
 
 /** What a route's traces look like, worked out on its first request and kept on its config. */
@@ -112,7 +113,7 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, share
     if (settings.sampleRate < 1 && Math.random() >= settings.sampleRate) return null
     if (settings.ignore !== undefined && settings.ignore(request)) return null
     const parent = parentFromTraceparent(request.headers.traceparent)
-    const root = tracer.startSpan(request.method + ' ' + (plan.url ?? '(no route)'), { kind: SpanKind.SERVER }, parent)
+    const root = tracer.startSpan(request.method + ' ' + (plan.url ?? '(no route)'), ROOT_SPAN, parent)
     root.setSpanType(plan.spanType)
     root.setAttribute('http.request.method', request.method)
     if (plan.url !== undefined) root.setAttribute('http.route', plan.url)

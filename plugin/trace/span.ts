@@ -16,6 +16,10 @@ export interface SpanEvent {
   attributes?: Attributes
 }
 
+// Shared by every span that has no status of its own: one object less per span.
+const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET })
+const OK: SpanStatus = Object.freeze({ code: SpanStatusCode.OK })
+
 /** Token counts in MLflow's `mlflow.chat.tokenUsage` shape. */
 export interface TokenUsage {
   input_tokens: number
@@ -33,7 +37,7 @@ export class MlflowSpan implements Span {
   readonly spanId = newSpanIdHex()
   readonly attributes: Record<string, unknown> = {}
   readonly events: SpanEvent[] = []
-  status: SpanStatus = { code: SpanStatusCode.UNSET }
+  status: SpanStatus = UNSET
   endNs = 0n
   ended = false
   private context: SpanContext | undefined
@@ -135,7 +139,7 @@ export class MlflowSpan implements Span {
     this.ended = true
     this.endNs = endNs < this.startNs ? this.startNs : endNs
     // As MLflow's SDKs do: a span that ended without an error is OK.
-    if (this.status.code === SpanStatusCode.UNSET) this.status = { code: SpanStatusCode.OK }
+    if (this.status.code === SpanStatusCode.UNSET) this.status = OK
   }
 }
 
