@@ -24,6 +24,7 @@ const INVALID: Array<[string, Record<string, unknown>, RegExp]> = [
   ["resolveUser 'x'", { resolveUser: 'x' }, /resolveUser/],
   ["requestUser 'x'", { requestUser: 'x' }, /requestUser/],
   ['trustForwardedIdentity 1', { trustForwardedIdentity: 1 }, /trustForwardedIdentity/],
+  ["activeRootSpan 'yes'", { activeRootSpan: 'yes' }, /activeRootSpan: expected a boolean/],
   ['unverifiedJwtClaim true', { unverifiedJwtClaim: true }, /unverifiedJwtClaim/],
   ['sessionHeader 5', { sessionHeader: 5 }, /sessionHeader/],
   ["requestIdHeader ''", { requestIdHeader: '' }, /requestIdHeader/],
@@ -83,7 +84,7 @@ t.test('valid edge values register', async t => {
   const valid: FastifyMlflowTracingOptions[] = [
     { sampleRate: 0 }, { sampleRate: 1 }, { sampleRate: 0.5 }, { enabled: false }, { ignore: [] }, { ignore: '/x' }, { ignore: () => false },
     { spanType: 'MY_CUSTOM_TYPE' }, { requestUser: true }, { requestUser: false }, { requestUser: () => undefined },
-    { requestIdHeader: false }, { traceIdHeader: false }, { metadata: {} }, { metadata: () => ({}) }, { tags: { a: 'b' } },
+    { requestIdHeader: false }, { activeRootSpan: true }, { traceIdHeader: false }, { metadata: {} }, { metadata: () => ({}) }, { tags: { a: 'b' } },
     { maxBodyChars: 1 }, { redactFields: [] }, { redactHeaders: ['x-a'] }, { flushTimeoutMs: 1 }, { trustForwardedIdentity: false }
   ]
   for (const opts of valid) {
