@@ -26,6 +26,7 @@ interface RoutePlan {
 }
 
 type RouteConfig = { mlflow?: RouteTracingConfig | false, url?: string, [kPlan]?: RoutePlan }
+type TracedFastifyRequest = FastifyRequest & { [kState]: RequestState | null }
 type RawRequest = FastifyRequest['raw'] & { [kState]: RequestState }
 type RawResponse = FastifyReply['raw'] & { [kState]: RequestState }
 
@@ -95,7 +96,7 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, share
       request.mlflow = NOOP_REQUEST_TRACE
       return done()
     }
-    ;(request as FastifyRequest & { [kState]: RequestState })[kState] = state
+    ;(request as TracedFastifyRequest)[kState] = state
     request.mlflow = state
     // Fastify's onResponse misses a client that leaves a streamed response midway, and its
     // onRequestAbort costs a closure per request: the raw objects' 'close' events tell both.
@@ -153,19 +154,19 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, share
   // Only with activeRootSpan: hooks that call done() from another async context (older Fastify 5
   // body parsing among them) lose the request's context; the handler gets it back.
   function preHandler (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const state = (request as FastifyRequest & { [kState]: RequestState | null })[kState]
+    const state = stateOf(request)
     if (state === null || trace.getSpan(context.active()) === state.root) return done()
     context.with(state.context, done)
   }
 
   function onError (request: FastifyRequest, _reply: FastifyReply, error: Error, done: () => void): void {
-    const state = (request as FastifyRequest & { [kState]: RequestState | null })[kState]
+    const state = stateOf(request)
     if (state !== null) state.error = error
     done()
   }
 
   function onSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
-    const state = (request as FastifyRequest & { [kState]: RequestState | null })[kState]
+    const state = stateOf(request)
     if (state !== null) {
       // A stream that fails after the headers went out ends as a dropped connection: keep its error,
       // or the trace would blame the client.
@@ -179,7 +180,7 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, share
   }
 
   function onTimeout (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const state = (request as FastifyRequest & { [kState]: RequestState | null })[kState]
+    const state = stateOf(request)
     if (state !== null) finish(state, undefined, 'socket timed out')
     done()
   }
@@ -262,6 +263,10 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, share
   }
 
   return { counters, onRequest, preHandler, onError, onSend, onTimeout }
+}
+
+function stateOf (request: FastifyRequest): RequestState | null {
+  return (request as TracedFastifyRequest)[kState]
 }
 
 function defaults (target: Record<string, string>, values: Record<string, string>): void {
