@@ -2,11 +2,12 @@
 // and what is not traced at all.
 import t, { type Test } from 'tap'
 import { existsSync, readFileSync } from 'node:fs'
+import { connect as http2Connect } from 'node:http2'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
 import { trace as otelTrace } from '@opentelemetry/api'
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fastifyMlflowTracing from '../plugin/index'
 import { nowNs } from '../plugin/trace/time'
 import { buildApp, exceptionMessages, logCapture, parseSpans, silentLogger, until, withEnv } from './helpers/plugin-app'
@@ -428,6 +429,37 @@ t.test('pipelined requests whose client leaves while they wait their turn: an ER
     t.equal(one.info.state, 'ERROR')
     t.equal(one.root.status.message, 'client aborted the request')
   }
+})
+
+t.test('HTTP/2: a finished stream and an abandoned one each end their trace once', async t => {
+  const { app, sink, traces } = buildApp(t, {}, { http2: true } as FastifyServerOptions)
+  let release: () => void = () => {}
+  const hang = new Promise<void>(resolve => { release = resolve })
+  t.teardown(() => release())
+  app.get('/', async () => ({ ok: true }))
+  app.get('/slow', async () => {
+    await hang
+    return 'late'
+  })
+  const client = http2Connect(await listen(app))
+  t.teardown(() => client.close())
+  await new Promise<void>((resolve, reject) => {
+    const req = client.request({ ':path': '/' }).on('data', () => {}).on('end', resolve).on('error', reject)
+    req.end()
+  })
+  const slow = client.request({ ':path': '/slow' }).on('error', () => {})
+  slow.end()
+  await until(() => sink.traces.length >= 1, 'the finished trace')
+  slow.close()
+  await until(() => sink.traces.length >= 2, 'the abandoned trace')
+  release()
+  for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve))
+  const [done, abandoned] = await traces()
+  t.equal(sink.traces.length, 2)
+  t.equal(done.info.state, 'OK')
+  t.equal(done.root.attributes['http.response.status_code'], 200)
+  t.equal(abandoned.info.state, 'ERROR')
+  t.equal(abandoned.root.status.message, 'client aborted the request')
 })
 
 t.test('onTimeout: a hanging handler past connectionTimeout ends the trace as "socket timed out"', async t => {
