@@ -284,8 +284,8 @@ t.test('queue overflow: the oldest waiting traces are dropped, memory stays boun
     const message = (i: number): object => ({ role: i % 2 === 0 ? 'user' : 'assistant', content: `message ${i} `.repeat(200) })
     const shapes: Record<string, (span: MlflowSpan) => void> = {
       'long string': span => span.setAttribute('payload', 'x'.repeat(50_000)),
-      'chat messages (walked)': span => span.setInputs({ messages: Array.from({ length: 20 }, (_, i) => message(i)) }),
-      'many small objects (past the walk budget)': span => span.setOutputs(Array.from({ length: 5000 }, (_, i) => ({ id: i, name: `doc-${i}` }))),
+      'chat messages': span => span.setInputs({ messages: Array.from({ length: 20 }, (_, i) => message(i)) }),
+      'many small objects': span => span.setOutputs(Array.from({ length: 5000 }, (_, i) => ({ id: i, name: `doc-${i}` }))),
       'captured body (RawJson)': span => span.setInputs(new RawJson(JSON.stringify({ text: 'y'.repeat(50_000) }))),
       'event attributes': span => span.addEvent('big', { detail: 'z'.repeat(50_000) }),
       'many spans': span => {
