@@ -14,6 +14,11 @@ import { buildApp, exceptionMessages, logCapture, parseSpans, silentLogger, unti
 
 const b64 = (hex: string): string => Buffer.from(hex, 'hex').toString('base64')
 
+/** Lets a handler that outlived its client run to its end, with whatever it might still trace. */
+async function lateWorkSettled (): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve))
+}
+
 async function listen (app: FastifyInstance): Promise<string> {
   return await app.listen({ port: 0, host: '127.0.0.1' })
 }
@@ -391,7 +396,7 @@ t.test('client abort: one ERROR trace, "client aborted the request"', async t =>
   // Let the handler finish after the client left: it must not add a second trace.
   release()
   await finished
-  for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve))
+  await lateWorkSettled()
   const all = await traces()
   t.equal(all.length, 1, 'exactly one trace')
   t.equal(all[0].info.state, 'ERROR')
@@ -422,7 +427,7 @@ t.test('pipelined requests whose client leaves while they wait their turn: an ER
   // Only the first response has the socket; the second learns of the abort from its raw request.
   await until(() => sink.traces.length >= 2, 'both aborted traces')
   release()
-  for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve))
+  await lateWorkSettled()
   const all = await traces()
   t.equal(all.length, 2, 'one trace each, no more')
   for (const one of all) {
@@ -453,7 +458,7 @@ t.test('HTTP/2: a finished stream and an abandoned one each end their trace once
   slow.close()
   await until(() => sink.traces.length >= 2, 'the abandoned trace')
   release()
-  for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve))
+  await lateWorkSettled()
   const [done, abandoned] = await traces()
   t.equal(sink.traces.length, 2)
   t.equal(done.info.state, 'OK')
@@ -482,7 +487,7 @@ t.test('onTimeout: a hanging handler past connectionTimeout ends the trace as "s
   await until(() => sink.traces.length >= 1, 'the timed-out trace')
   release()
   await finished
-  for (let i = 0; i < 10; i++) await new Promise(resolve => setImmediate(resolve))
+  await lateWorkSettled()
   const all = await traces()
   t.equal(all.length, 1, 'exactly one trace (the abort that follows the timeout adds none)')
   t.equal(all[0].info.state, 'ERROR')
