@@ -3,6 +3,7 @@ import { Redactor } from './context/capture'
 import { defaultRequestUser, type UserOptions } from './context/user'
 import { FST_MLFLOW_INVALID_OPTION } from './errors'
 import { SpanType } from './trace/constants'
+import { distributedTracingMode } from './trace/distributed'
 import type { MlflowTracing, MlflowTracingOptions } from './tracing'
 
 type PerRequest<T> = T | ((request: FastifyRequest) => T)
@@ -118,6 +119,11 @@ export function validateOptions (opts: FastifyMlflowTracingOptions, env: Record<
     check(v === undefined || (Array.isArray(v) && v.every(x => typeof x === 'string')), name, 'an array of strings')
   }
   if (opts.spanType !== undefined && opts.spanType.trim() === '') check(false, 'spanType', `one of ${Object.values(SpanType).join(', ')}`)
+  // The tracer holds the mode: one given with a ready-made `tracing` must be that tracing's.
+  const distributed = distributedTracingMode(opts.distributedTracing, env)
+  if (opts.tracing !== undefined && opts.distributedTracing !== undefined && opts.tracing.tracer.distributed !== distributed) {
+    throw new FST_MLFLOW_INVALID_OPTION('distributedTracing', `the MlflowTracing given as \`tracing\` is in '${opts.tracing.tracer.distributed}' mode; set the mode on it`)
+  }
 
   const secretHeaders = new Set([...SECRET_HEADERS, ...(opts.redactHeaders ?? []).map(h => h.toLowerCase())])
   const sessionHeader = (opts.sessionHeader ?? 'x-session-id').toLowerCase()

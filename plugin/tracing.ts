@@ -5,6 +5,7 @@ import { MlflowHttpError } from './export/http'
 import { stderrLogger, type Logger } from './export/logger'
 import { MlflowSink } from './export/mlflow-sink'
 import { ExportQueue, type ExportStats, type QueueOptions, type TraceSink } from './export/queue'
+import { distributedTracingMode, type DistributedTracing } from './trace/distributed'
 import { MlflowTracer } from './trace/tracer'
 
 export interface MlflowTracingOptions extends DestinationOptions {
@@ -12,6 +13,12 @@ export interface MlflowTracingOptions extends DestinationOptions {
   logger?: Logger
   /** Replaces the destination the options and environment describe (e.g. a MemorySink in tests). */
   sink?: TraceSink
+  /**
+   * `MLFLOW_DISTRIBUTED_TRACING`: what a request under a W3C `traceparent` becomes. `separate`
+   * (default): an MLflow trace of its own. `join`: spans in the caller's MLflow trace, for callers
+   * that trace into the same MLflow experiment (see the README's "Distributed traces").
+   */
+  distributedTracing?: DistributedTracing
 }
 
 export interface MlflowTracingStats extends ExportStats {
@@ -49,7 +56,7 @@ export class MlflowTracing {
       this.destination = 'a custom sink'
     }
     this.queue = new ExportQueue(sink as TraceSink, this.logger, opts.queue)
-    this.tracer = new MlflowTracer(trace => this.queue.push(trace))
+    this.tracer = new MlflowTracer(trace => this.queue.push(trace), distributedTracingMode(opts.distributedTracing, env))
   }
 
   /**

@@ -11,3 +11,8 @@ export function parentFromTraceparent (header: string | string[] | undefined): C
     traceId: m[1], spanId: m[2], traceFlags: parseInt(m[3], 16) & TraceFlags.SAMPLED, isRemote: true
   })
 }
+
+/** A `traceparent` naming a sampled span (what MLflow's Python SDK sends, and nothing else). */
+export function traceparentOf (traceId: string, spanId: string): string {
+  return `00-${traceId}-${spanId}-01`
+}

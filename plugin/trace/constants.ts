@@ -21,7 +21,14 @@ export const SpanAttribute = {
   OUTPUTS: 'mlflow.spanOutputs',
   TOKEN_USAGE: 'mlflow.chat.tokenUsage',
   LLM_MODEL: 'mlflow.llm.model',
-  LLM_PROVIDER: 'mlflow.llm.provider'
+  LLM_PROVIDER: 'mlflow.llm.provider',
+  /** Where MLflow's span ingest finds the trace's user and session (OTel semantic conventions). */
+  USER_ID: 'user.id',
+  SESSION_ID: 'session.id',
+  /** A joined trace's root carries what TraceInfo would have (see joined-root.ts). */
+  CLIENT_REQUEST_ID: 'client_request_id',
+  /** Root-span attributes MLflow's span ingest turns into trace tags (on a root without parent). */
+  TRACE_TAG_PREFIX: 'mlflow.traceTag.'
 } as const
 
 export const TraceMetadata = {

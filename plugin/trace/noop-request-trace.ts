@@ -27,5 +27,7 @@ export const NOOP_REQUEST_TRACE: RequestTrace = Object.freeze({
   llm: <T>(_request: unknown, fn: (span: MlflowSpan) => T): T => fn(NOOP_SPAN),
   tool: <T>(_name: string, _inputs: unknown, fn: (span: MlflowSpan) => T): T => fn(NOOP_SPAN),
   setTags: () => {},
-  setMetadata: () => {}
+  setMetadata: () => {},
+  // A new object each time: callers spread it into their own headers, or add to it.
+  propagationHeaders: () => ({})
 })

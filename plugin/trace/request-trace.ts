@@ -1,4 +1,5 @@
 import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Context } from '@opentelemetry/api'
+import { traceparentOf } from '../context/traceparent'
 import { FST_MLFLOW_INVALID_OPTION } from '../errors'
 import { SpanType, TraceMetadata } from './constants'
 import { llmRequestAttributes, type LlmRequest } from './genai'
@@ -39,6 +40,13 @@ export interface RequestTrace {
   setTags: (tags: Record<string, string>) => void
   /** Immutable facts about the request; throws FST_MLFLOW_TRACE_FINALIZED once the trace has ended. */
   setMetadata: (metadata: Record<string, string>) => void
+  /**
+   * Headers for a call to another service, so that its spans can join this MLflow trace (its
+   * `distributedTracing: 'join'`, or MLflow's Python `set_tracing_context_from_http_request_headers`):
+   * `{ traceparent }` naming this MLflow trace and the active span of this request (else the root).
+   * `{}` when the request is not traced.
+   */
+  propagationHeaders: () => Record<string, string>
 }
 
 export class ActiveRequestTrace implements RequestTrace {
@@ -67,10 +75,7 @@ export class ActiveRequestTrace implements RequestTrace {
   }
 
   span<T> (name: string, options: ChildSpanOptions, fn: (span: MlflowSpan) => T): T {
-    // Nest under the active span when it belongs to this request; otherwise (context lost on the
-    // way, e.g. a callback API) under the root, never in another request's trace.
-    const active = trace.getSpan(context.active()) as MlflowSpan | undefined
-    const parent = active?.trace === this.root.trace ? context.active() : this.context
+    const parent = this.currentContext()
     const span = this.tracer.startSpan(name, { kind: options.kind, attributes: options.attributes }, parent)
     span.setSpanType(options.type ?? SpanType.UNKNOWN)
     if (options.inputs !== undefined) span.setInputs(options.inputs)
@@ -94,6 +99,22 @@ export class ActiveRequestTrace implements RequestTrace {
 
   setMetadata (metadata: Record<string, string>): void {
     this.root.trace.setMetadata(strings(metadata, 'metadata'))
+  }
+
+  propagationHeaders (): Record<string, string> {
+    const span = trace.getSpan(this.currentContext()) as MlflowSpan
+    // The MLflow trace's id, not the OTel one: under a caller's traceparent in 'separate' mode the
+    // spans report the caller's W3C trace to OTel, but the callee must join this MLflow trace.
+    return { traceparent: traceparentOf(span.trace.traceIdHex, span.spanId) }
+  }
+
+  /**
+   * The active context when its span belongs to this request; otherwise (context lost on the way,
+   * e.g. a callback API) the root's, never another request's trace.
+   */
+  private currentContext (): Context {
+    const active = trace.getSpan(context.active()) as MlflowSpan | undefined
+    return active?.trace === this.root.trace ? context.active() : this.context
   }
 
   /** Finding the user is the plugin's business (it looks when asked, or when the trace ends); not part of RequestTrace. */

@@ -1,5 +1,6 @@
 import { FST_MLFLOW_TRACE_FINALIZED } from '../errors'
 import { mlflowTraceId } from './ids'
+import { keepTraceInfoOnRoot } from './joined-root'
 import { entriesSize, jsonSize } from './size'
 import type { MlflowSpan } from './span'
 
@@ -38,11 +39,14 @@ export class TraceRecord {
   /**
    * @param traceIdHex the MLflow trace's own id, unique per trace
    * @param otelTraceId the W3C trace its spans report to OTel (a caller's, under a traceparent)
+   * @param joined the trace is the caller's MLflow trace (distributedTracing 'join'): the root's
+   *   `parentSpanId` is the caller's span, and the caller owns the TraceInfo, so only spans are sent
    */
   constructor (
     readonly traceIdHex: string,
     private readonly onEnd: (trace: TraceRecord) => void,
-    readonly otelTraceId: string = traceIdHex
+    readonly otelTraceId: string = traceIdHex,
+    readonly joined: boolean = false
   ) {
     this.id = mlflowTraceId(traceIdHex)
   }
@@ -67,6 +71,7 @@ export class TraceRecord {
     // Children still open when the root ends are closed with it, so that nothing is lost.
     for (const child of this.spans) if (!child.ended) child.close(span.endNs)
     this.finalized = true
+    if (this.joined) keepTraceInfoOnRoot(this)
     this.bytes = this.weigh()
     this.onEnd(this)
   }
