@@ -13,6 +13,7 @@ import { MlflowClient, MlflowTracer, MlflowTracing, SpanType, TraceMetadata, typ
 import { noAuth } from '../plugin/export/auth'
 import { MlflowSink } from '../plugin/export/mlflow-sink'
 import { MemorySink } from '../plugin/export/memory-sink'
+import type { SpanUploadOption } from '../plugin/export/span-upload'
 import { serializeTrace } from '../plugin/trace/serialize'
 
 interface Args {
@@ -23,6 +24,8 @@ interface Args {
   concurrency?: number
   /** sequential only: stop after this long and report the rate so far. */
   maxSeconds?: number
+  /** How spans reach the server: OTLP into its span store or the traces.json artifact. Default auto. */
+  spanUpload?: SpanUploadOption
 }
 
 /** The producer waits while this many traces are queued: the default queue holds 1000. */
@@ -81,7 +84,7 @@ async function spotCheck (client: MlflowClient, traceId: string): Promise<number
 
 async function pipeline (args: Args): Promise<object> {
   const tracing = new MlflowTracing({
-    trackingUri: args.uri, experimentName: args.experimentName,
+    trackingUri: args.uri, experimentName: args.experimentName, spanUpload: args.spanUpload,
     queue: args.concurrency === undefined ? undefined : { concurrency: args.concurrency }
   }, {})
   await tracing.start()
@@ -122,7 +125,8 @@ async function sequential (args: Args): Promise<object> {
   const tracer = new MlflowTracer(record => serialized.push(serializeTrace(record)))
   for (let i = 0; i < args.n; i++) chatTrace(tracer, i).end()
   const client = new MlflowClient({ host: args.uri as string, auth: noAuth, timeoutMs: 10_000 })
-  const sink = new MlflowSink(client, false, { experimentName: args.experimentName, credentialSetting: 'none' })
+  const quiet = { info () {}, warn () {}, error () {} }
+  const sink = new MlflowSink(client, false, { experimentName: args.experimentName, credentialSetting: 'none' }, args.spanUpload ?? 'auto', quiet)
   const experimentId = await sink.experimentId()
   const signal = new AbortController().signal
   const deadline = performance.now() + (args.maxSeconds ?? 600) * 1000

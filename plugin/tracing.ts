@@ -48,7 +48,7 @@ export class MlflowTracing {
       this.client = new MlflowClient({ host: dest.host, auth: dest.auth, timeoutMs: dest.timeoutMs, workspace: dest.workspace })
       this.mlflowSink = new MlflowSink(this.client, dest.databricks, {
         experimentId: dest.experimentId, experimentName: dest.experimentName, credentialSetting: credentialSetting(dest.authKind)
-      })
+      }, dest.spanUpload, this.logger)
       sink = this.mlflowSink
       const experiment = dest.experimentId !== undefined ? `experiment ${dest.experimentId}` : `experiment '${dest.experimentName ?? ''}'`
       this.destination = `MLflow at ${dest.host}, ${experiment}`
@@ -60,19 +60,24 @@ export class MlflowTracing {
   }
 
   /**
-   * Checks the destination and says where traces go. Bad credentials and a missing experiment
-   * throw; a server that cannot be reached only warns, since traces queue and retry.
+   * Checks the destination and says where traces go and how spans get there. Bad credentials, a
+   * missing experiment and a server too old throw; a server that cannot be reached only warns,
+   * since traces queue and retry.
    */
   async start (): Promise<void> {
+    let how = ''
     if (this.mlflowSink !== undefined) {
       try {
         await this.mlflowSink.experimentId()
+        const { upload, serverVersion } = await this.mlflowSink.spanUpload()
+        how = `; spans ${upload === 'otlp' ? 'over OTLP into the span store' : 'as traces.json artifacts'}` +
+          (serverVersion === undefined ? '' : ` (MLflow ${serverVersion})`)
       } catch (err) {
         if (!(err instanceof MlflowHttpError)) throw err
         this.logger.warn({ err: err.message }, 'MLflow server not reachable at start-up; traces will queue and retry')
       }
     }
-    this.logger.info({ destination: this.destination }, `MLflow tracing: traces go to ${this.destination}`)
+    this.logger.info({ destination: this.destination }, `MLflow tracing: traces go to ${this.destination}${how}`)
   }
 
   /** The experiment traces go to (undefined for a file or custom sink). */

@@ -11,4 +11,5 @@ export function startMlflowServer(options?: {
   port?: number
   dir?: string
   minimal?: boolean
+  fileStore?: boolean
 }): Promise<MlflowServer>

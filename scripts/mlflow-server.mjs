@@ -41,12 +41,13 @@ function logTail(logFile, lines = 40) {
 }
 
 /**
- * @param {{ port?: number, dir?: string, minimal?: boolean }} [options]
+ * @param {{ port?: number, dir?: string, minimal?: boolean, fileStore?: boolean }} [options]
  *   dir: keep data there (not deleted on stop); by default a temp dir is used and removed by stop().
  *   minimal (default true): 2 workers and no job runner; tracing does not need the job runner's
  *   huey consumers, and skipping them roughly halves start-up time and process count.
+ *   fileStore: MLflow's file backend instead of SQLite (it keeps no spans in a database).
  */
-export async function startMlflowServer({ port, dir, minimal = true } = {}) {
+export async function startMlflowServer({ port, dir, minimal = true, fileStore = false } = {}) {
   const ownsDir = !dir
   dir = resolve(dir ?? (await mkdtemp(join(tmpdir(), 'mlflow-test-'))))
   mkdirSync(dir, { recursive: true })
@@ -55,9 +56,10 @@ export async function startMlflowServer({ port, dir, minimal = true } = {}) {
   const logFile = join(dir, 'mlflow-server.log')
   const logFd = openSync(logFile, 'a')
   const args = ['server', '--host', '127.0.0.1', '--port', String(port),
-    '--backend-store-uri', `sqlite:///${join(dir, 'mlflow.db')}`,
+    '--backend-store-uri', fileStore ? join(dir, 'mlruns') : `sqlite:///${join(dir, 'mlflow.db')}`,
     '--artifacts-destination', join(dir, 'artifacts')]
-  const env = { ...process.env }
+  // 3.17 refuses the file store unless asked for it.
+  const env = { ...process.env, ...(fileStore ? { MLFLOW_ALLOW_FILE_STORE: 'true' } : {}) }
   if (minimal) {
     args.push('--workers', '2')
     env.MLFLOW_SERVER_ENABLE_JOB_EXECUTION = 'false'

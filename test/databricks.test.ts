@@ -99,6 +99,8 @@ t.test('OAuth M2M', async t => {
     t.same(server.received('GET', CREDENTIALS).map(r => r.path).sort(),
       ids.map(id => `/api/2.0/mlflow/traces/${id}/credentials-for-data-upload`).sort())
     t.equal(server.received('PUT', '/api/2.0/mlflow-artifacts/artifacts/*').length, 0, 'no artifact proxy on Databricks')
+    // As MLflow's SDKs do for experiment traces: Databricks' OTLP route writes Unity Catalog tables only.
+    t.same(server.requests.filter(r => r.path.endsWith('/v1/traces') || r.path === '/version'), [], 'no OTLP, no version probe')
   })
 
   t.test('databricksOAuth caches, de-duplicates and refreshes 5 minutes before expiry', async t => {

@@ -65,6 +65,21 @@ export class MlflowClient {
     await this.call({ method: 'PUT', url: `${this.host}/api/2.0/mlflow-artifacts/artifacts${path}/traces.json`, body: spansJson, timeoutMs: this.opts.timeoutMs, signal })
   }
 
+  /**
+   * OTLP/HTTP into the server's span store (`/v1/traces`, MLflow 3.4+). The server stores the whole
+   * request in one transaction: any failure fails every trace in it.
+   */
+  async logSpans (experimentId: string, body: Uint8Array, signal?: AbortSignal): Promise<void> {
+    await this.call({
+      method: 'POST',
+      url: `${this.host}/v1/traces`,
+      headers: { 'content-type': 'application/x-protobuf', 'x-mlflow-experiment-id': experimentId },
+      body,
+      timeoutMs: this.opts.timeoutMs,
+      signal
+    })
+  }
+
   /** Databricks has no artifact proxy: it hands out a signed cloud-storage URL per trace. */
   async uploadSpansDatabricks (traceId: string, spansJson: string, signal?: AbortSignal): Promise<void> {
     const { credential_info: cred } = await this.json<{ credential_info: UploadCredential }>(
@@ -165,7 +180,7 @@ export class MlflowClient {
   }
 
   private async call (req: HttpRequest): Promise<{ status: number, text: string }> {
-    const headers: Record<string, string> = { 'content-type': 'application/json' }
+    const headers: Record<string, string> = { 'content-type': 'application/json', ...req.headers }
     const authorization = await this.opts.auth()
     if (authorization !== undefined) headers.authorization = authorization
     if (this.opts.workspace !== undefined) headers['x-mlflow-workspace'] = this.opts.workspace

@@ -1,6 +1,9 @@
 import { resolve } from 'node:path'
 import { FST_MLFLOW_INVALID_OPTION } from '../errors'
 import { basicAuth, bearerAuth, databricksOAuth, noAuth, type AuthProvider } from './auth'
+import type { SpanUploadOption } from './span-upload'
+
+const SPAN_UPLOADS: readonly SpanUploadOption[] = ['auto', 'otlp', 'artifact']
 
 /** Where traces go and how to reach it. Each option falls back to its environment variable. */
 export interface DestinationOptions {
@@ -28,6 +31,11 @@ export interface DestinationOptions {
   tracesFile?: string
   /** `MLFLOW_HTTP_REQUEST_TIMEOUT`: per-call timeout in ms. Default 10000. */
   requestTimeoutMs?: number
+  /**
+   * `MLFLOW_TRACING_SPAN_UPLOAD`: how spans reach the server. `auto` (default) picks OTLP into the
+   * span store where the server has one, else the `traces.json` artifact; `otlp` / `artifact` force one.
+   */
+  spanUpload?: SpanUploadOption
 }
 
 export type Destination =
@@ -42,6 +50,7 @@ export type Destination =
     experimentName?: string
     workspace?: string
     timeoutMs: number
+    spanUpload: SpanUploadOption
   }
 
 type Env = Record<string, string | undefined>
@@ -53,6 +62,10 @@ export function resolveDestination (opts: DestinationOptions, env: Env = process
   }
   const timeoutMs = opts.requestTimeoutMs ?? numberFromEnv(env, 'MLFLOW_HTTP_REQUEST_TIMEOUT') ?? 10_000
   positiveInteger(timeoutMs, 'requestTimeoutMs (MLFLOW_HTTP_REQUEST_TIMEOUT)')
+  const spanUpload: unknown = opts.spanUpload ?? pick(undefined, 'MLFLOW_TRACING_SPAN_UPLOAD') ?? 'auto'
+  if (!SPAN_UPLOADS.includes(spanUpload as SpanUploadOption)) {
+    throw new FST_MLFLOW_INVALID_OPTION('spanUpload (MLFLOW_TRACING_SPAN_UPLOAD)', `expected one of ${SPAN_UPLOADS.join(', ')}, got ${JSON.stringify(spanUpload)}`)
+  }
 
   const uri = pick(opts.trackingUri, 'MLFLOW_TRACKING_URI')
   if (uri === undefined) {
@@ -68,7 +81,7 @@ export function resolveDestination (opts: DestinationOptions, env: Env = process
   if (experimentId !== undefined && !/^[\w-]+$/.test(experimentId)) {
     throw new FST_MLFLOW_INVALID_OPTION('experimentId (MLFLOW_EXPERIMENT_ID)', `'${experimentId}' is not an experiment id`)
   }
-  const base = { experimentId, experimentName: experimentId === undefined ? experimentName : undefined, timeoutMs }
+  const base = { experimentId, experimentName: experimentId === undefined ? experimentName : undefined, timeoutMs, spanUpload: spanUpload as SpanUploadOption }
 
   if (uri === 'databricks') {
     const rawHost = pick(opts.databricksHost, 'DATABRICKS_HOST')

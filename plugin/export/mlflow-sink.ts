@@ -3,7 +3,10 @@ import { TraceTag } from '../trace/constants'
 import type { SerializedTrace } from '../trace/serialize'
 import type { MlflowClient, StoredTraceInfo } from './client'
 import { MlflowHttpError } from './http'
+import type { Logger } from './logger'
+import { OtlpBatcher } from './otlp-batcher'
 import type { TraceSink } from './queue'
+import { negotiateSpanUpload, otlpUnsupported, type Negotiated, type SpanUploadOption } from './span-upload'
 
 export interface ExperimentRef {
   experimentId?: string
@@ -12,16 +15,36 @@ export interface ExperimentRef {
   credentialSetting: string
 }
 
+/** What has reached the server of a trace whose export is being retried: no call is repeated. */
+interface Progress {
+  spansStored: boolean
+  stored: StoredTraceInfo | undefined
+}
+
 /**
- * Sends a trace as the OSS server and Databricks expect it: StartTraceV3 with the full TraceInfo,
- * then the span document (artifact proxy on OSS, a signed URL on Databricks). A retry after a
- * failed span upload does not repeat StartTraceV3.
+ * Sends a trace the way MLflow's own SDKs do: the spans over OTLP into the server's span store
+ * (batched across traces), then StartTraceV3 with the full TraceInfo, which merges into the trace
+ * row that the spans made. Where the server keeps no spans in its database, the span document goes
+ * as the `traces.json` artifact instead (artifact proxy on OSS, a signed URL on Databricks). A
+ * retry repeats only the calls that failed. A joined trace (an upstream service's) gets spans only.
  */
 export class MlflowSink implements TraceSink {
   private experiment: Promise<string> | undefined
-  private readonly started = new WeakMap<SerializedTrace, StoredTraceInfo>()
+  private negotiated: Promise<Negotiated> | undefined
+  /** Known to take no OTLP spans: negotiated so, or fallen back. */
+  private noOtlp = false
+  private readonly progress = new WeakMap<SerializedTrace, Progress>()
+  private readonly batcher = new OtlpBatcher(async (body, signal) => {
+    await this.client.logSpans(await this.experimentId(), body, signal)
+  })
 
-  constructor (private readonly client: MlflowClient, private readonly databricks: boolean, private readonly ref: ExperimentRef) {}
+  constructor (
+    private readonly client: MlflowClient,
+    private readonly databricks: boolean,
+    private readonly ref: ExperimentRef,
+    private readonly spanUploadOption: SpanUploadOption,
+    private readonly logger: Logger
+  ) {}
 
   /** The experiment id; a name is found or created once. A transient failure is retried on the next call. */
   async experimentId (): Promise<string> {
@@ -32,16 +55,53 @@ export class MlflowSink implements TraceSink {
     return await this.experiment
   }
 
+  /** How spans reach this destination, worked out on first use; a transient failure is retried on the next call. */
+  async spanUpload (): Promise<Negotiated> {
+    this.negotiated ??= negotiateSpanUpload(this.client, this.databricks, this.spanUploadOption).then(n => {
+      this.noOtlp ||= n.upload === 'artifact'
+      return n
+    }, (err: unknown) => {
+      this.negotiated = undefined
+      throw err
+    })
+    return await this.negotiated
+  }
+
+  /** Joined traces need OTLP: without it, a trace of our own is the only way to keep the spans. */
+  get canJoin (): boolean {
+    return !this.databricks && this.spanUploadOption !== 'artifact' && !this.noOtlp
+  }
+
   async export (trace: SerializedTrace, signal: AbortSignal): Promise<void> {
-    let stored = this.started.get(trace)
-    if (stored === undefined) {
-      const experimentId = await this.experimentId()
-      stored = await this.client.startTrace({ ...trace.info, trace_location: { type: 'MLFLOW_EXPERIMENT', mlflow_experiment: { experiment_id: experimentId } } }, signal)
-      this.started.set(trace, stored)
+    let progress = this.progress.get(trace)
+    if (progress === undefined) this.progress.set(trace, progress = { spansStored: false, stored: undefined })
+    const experimentId = await this.experimentId()
+    if (!progress.spansStored && (await this.spanUpload()).upload === 'otlp') {
+      try {
+        await this.batcher.add(trace.record, signal)
+        progress.spansStored = true
+      } catch (err) {
+        if (!otlpUnsupported(err)) throw err
+        this.fallBack(err as MlflowHttpError)
+      }
     }
-    if (stored.tags[TraceTag.SPANS_LOCATION] === 'TRACKING_STORE') return
+    if (trace.record.joined) {
+      if (progress.spansStored) return
+      throw new Error(`trace ${trace.traceId} joins an upstream trace, which needs OTLP span ingest; the server has none`)
+    }
+    progress.stored ??= await this.client.startTrace({ ...trace.info, trace_location: { type: 'MLFLOW_EXPERIMENT', mlflow_experiment: { experiment_id: experimentId } } }, signal)
+    // The server says where it keeps this trace's spans: in its database, they are there already.
+    if (progress.stored.tags[TraceTag.SPANS_LOCATION] === 'TRACKING_STORE') return
     if (this.databricks) await this.client.uploadSpansDatabricks(trace.traceId, trace.spansJson, signal)
-    else await this.client.uploadSpans(stored, trace.spansJson, signal)
+    else await this.client.uploadSpans(progress.stored, trace.spansJson, signal)
+  }
+
+  /** Once the server says it cannot store spans, every later trace goes the artifact way. */
+  private fallBack (err: MlflowHttpError): void {
+    if (this.noOtlp) return
+    this.noOtlp = true
+    this.negotiated = this.negotiated?.then(n => ({ ...n, upload: 'artifact' as const }))
+    this.logger.warn({ err: err.message }, 'MLflow server cannot store spans in its database; spans go as traces.json artifacts from now on')
   }
 
   private async resolveExperiment (): Promise<string> {

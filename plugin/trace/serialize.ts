@@ -20,14 +20,28 @@ export interface TraceInfoJson {
   assessments: []
 }
 
-/** A finished trace in wire form: what a sink exports. */
-export interface SerializedTrace {
-  traceId: string
-  info: TraceInfoJson
-  /** The `traces.json` document, `{"spans": [...]}`; nanosecond times are exact JSON integers. */
-  spansJson: string
+/**
+ * A finished trace in wire form: what a sink exports. The `traces.json` document is written only
+ * if a sink asks for it: spans that go over OTLP never need it.
+ */
+export class SerializedTrace {
+  private document: string | undefined
+
+  constructor (readonly record: TraceRecord, readonly info: TraceInfoJson) {}
+
+  get traceId (): string {
+    return this.record.id
+  }
+
   /** What the trace weighed in the export queue: the estimate made when it ended (TraceRecord.bytes). */
-  bytes: number
+  get bytes (): number {
+    return this.record.bytes
+  }
+
+  /** The `traces.json` document, `{"spans": [...]}`; nanosecond times are exact JSON integers. */
+  get spansJson (): string {
+    return (this.document ??= spansDocument(this.record))
+  }
 }
 
 const STATUS_CODE = {
@@ -56,6 +70,10 @@ export function serializeTrace (record: TraceRecord): SerializedTrace {
   if (requestPreview !== undefined) info.request_preview = truncate(requestPreview, Limits.PREVIEW)
   if (responsePreview !== undefined) info.response_preview = truncate(responsePreview, Limits.PREVIEW)
 
+  return new SerializedTrace(record, info)
+}
+
+function spansDocument (record: TraceRecord): string {
   // Every span starts with the trace id, and its attributes with the MLflow trace id: written once.
   // The id is hex, so its JSON text needs no escaping.
   const spanStart = '{"trace_id":"' + hexToBase64(record.traceIdHex) + '","span_id":"'
@@ -65,8 +83,7 @@ export function serializeTrace (record: TraceRecord): SerializedTrace {
     if (i > 0) spansJson += ','
     spansJson += spanJson(record.spans[i], spanStart, attributesStart, i === 0)
   }
-  spansJson += ']}'
-  return { traceId: record.id, info, spansJson, bytes: record.bytes }
+  return spansJson + ']}'
 }
 
 /** Schema version, then shared metadata, then the trace's own (which wins), each key and value limited. */

@@ -49,7 +49,8 @@ export class MlflowSpan implements Span {
     readonly startNs: bigint,
     readonly kind: SpanKind
   ) {
-    trace.spans.push(this)
+    // A span started after its trace ended is counted by the tracer, never exported.
+    if (!trace.finalized) trace.spans.push(this)
   }
 
   spanContext (): SpanContext {

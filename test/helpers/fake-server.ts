@@ -26,6 +26,8 @@ export interface RecordedRequest {
   query: URLSearchParams
   headers: Record<string, string | string[] | undefined>
   body: string
+  /** The body's bytes (OTLP requests are protobuf). */
+  raw: Buffer
   /** Date.now() when the request was complete. */
   at: number
 }
@@ -72,6 +74,17 @@ export class FakeServer {
     return this
   }
 
+  /** Answers as a server with a span store does: `/v1/traces` takes spans, and StartTraceV3 says they are stored. */
+  withOtlp (version = '3.17.2'): this {
+    this.route('GET', '/version', () => ({ body: version, headers: { 'content-type': 'text/plain' } }))
+    this.route('POST', '/v1/traces', () => ({ body: '', headers: { 'content-type': 'application/x-protobuf' } }))
+    return this.route('POST', '/api/3.0/mlflow/traces', req => {
+      const answer = defaultAnswer(req) as { body: { trace: { trace_info: { tags: Record<string, string> } } } }
+      answer.body.trace.trace_info.tags['mlflow.trace.spansLocation'] = 'TRACKING_STORE'
+      return answer
+    })
+  }
+
   /** Requests received to `method path` (same matching as routes). */
   received (method: string, path: string): RecordedRequest[] {
     return this.requests.filter(r => r.method === method && matches(path, r.path))
@@ -95,6 +108,7 @@ export class FakeServer {
       query: url.searchParams,
       headers: { ...req.headers },
       body: Buffer.concat(chunks).toString('utf8'),
+      raw: Buffer.concat(chunks),
       at: Date.now()
     }
     this.requests.push(recorded)
@@ -122,8 +136,12 @@ export class FakeServer {
   }
 }
 
-/** The happy path of the calls an OSS export makes. */
+/**
+ * The happy path of the calls an OSS export makes, as a server without OTLP span ingest (3.3)
+ * answers them: spans go as the traces.json artifact. `withOtlp()` makes it a newer one.
+ */
 function defaultAnswer (req: RecordedRequest): FakeResponse {
+  if (req.method === 'GET' && req.path === '/version') return { body: '3.3.0', headers: { 'content-type': 'text/plain' } }
   if (req.method === 'GET' && req.path === '/api/2.0/mlflow/experiments/get') {
     const id = req.query.get('experiment_id') ?? '1'
     return { body: { experiment: { experiment_id: id, name: 'x', lifecycle_stage: 'active', artifact_location: `mlflow-artifacts:/${id}` } } }
