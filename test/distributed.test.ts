@@ -102,17 +102,20 @@ t.test('join: A calls B over HTTP; MLflow has one trace with both services\' spa
   const b = await serviceB(t, server, experiment, { distributedTracing: 'join' })
   const a = await serviceA(t, server, experiment, b)
   const res = await ask(a, { 'x-session-id': 'sess-a' })
+  const withUser = await ask(a, { 'x-forwarded-email': 'alice@example.com' })
   t.equal(res.body.bHeader, res.traceId, 'B\'s x-mlflow-trace-id is A\'s trace')
   t.equal(res.body.b.traceId, res.traceId, 'and so is B\'s request.mlflow.traceId')
   // B's spans reach MLflow first, as they would in production (B answers before A ends).
-  t.match(await b.close(), { exported: 1, dropped: NO_DROPS })
-  t.match(await a.close(), { exported: 1, dropped: NO_DROPS })
+  t.match(await b.close(), { exported: 2, dropped: NO_DROPS })
+  t.match(await a.close(), { exported: 2, dropped: NO_DROPS })
 
   const seen = await server.python(PY_READ + `
-print(json.dumps({"ids": ids(${JSON.stringify(a.experimentId)}), "trace": read(${JSON.stringify(res.traceId)})}))
+print(json.dumps({"ids": ids(${JSON.stringify(a.experimentId)}), "trace": read(${JSON.stringify(res.traceId)}), "with_user": read(${JSON.stringify(withUser.traceId)})}))
 `)
   t.comment(JSON.stringify(seen.trace.spans.map((s: any) => [s.name, s.span_id, s.parent_id])))
-  t.same(seen.ids, [res.traceId], 'search_traces finds one trace, not two')
+  t.same(seen.ids, [res.traceId, withUser.traceId].sort(), 'search_traces finds one trace per call of A, not two')
+  t.equal(seen.with_user.metadata['mlflow.trace.user'], 'alice@example.com', 'A\'s user wins over B\'s')
+  t.equal(byName(seen.with_user, 'POST /answer').attributes['user.id'], 'bob@example.com')
   const trace = seen.trace
   t.same(trace.spans.map((s: any) => s.name).sort(), ['POST /answer', 'POST /ask', 'b_lookup', 'call B'], 'A\'s and B\'s spans')
   t.equal(trace.root, 'POST /ask', 'A\'s root is the trace\'s root')

@@ -158,10 +158,11 @@ t.test('a bad spanUpload is refused at construction, naming the option', async t
 
 t.test('a joined trace gets spans only: no StartTraceV3, which would overwrite the upstream TraceInfo', async t => {
   const server = await otlpServer(t)
-  const { tracing } = setup(t, server)
+  const { tracing } = setup(t, server, { distributedTracing: 'join' })
   await tracing.start()
-  const root = tracing.tracer.startSpan('downstream')
-  root.trace.joined = true
+  const upstream = trace.setSpanContext(ROOT_CONTEXT, { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: 1, isRemote: true })
+  const root = tracing.tracer.startSpan('downstream', {}, upstream)
+  t.ok(root.trace.joined)
   root.end()
   t.ok(await tracing.flush(5000))
   t.same(tracesIn(server.received('POST', OTLP)[0], [root.trace.traceIdHex]), [root.trace.traceIdHex])

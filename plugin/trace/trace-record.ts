@@ -30,8 +30,6 @@ export class TraceRecord {
   requestPreview: string | undefined
   responsePreview: string | undefined
   finalized = false
-  /** True when this is an upstream service's MLflow trace that our spans join: it gets spans, no TraceInfo. */
-  joined = false
   /**
    * Roughly what the trace weighs serialized, in bytes, weighed once when it ends: the export
    * queue's byte bound counts it without serializing. Shared metadata is left out: no trace holds a copy.
