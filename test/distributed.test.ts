@@ -196,6 +196,40 @@ print(json.dumps({"ids": ids(${JSON.stringify(b.experimentId)}), "trace": read($
   t.equal(byName(seen.trace, 'POST /answer').attributes.client_request_id, 'req-b')
 })
 
+t.test('join: MLflow\'s Python SDK as the callee of this plugin', async t => {
+  const server = await realMlflow(t)
+  const app = await plugin(server, `distributed-${randomUUID()}`, {})
+  const experimentId = await app.mlflowTracing.tracing.experimentId() as string
+  // The callee's HTTP handling is beside the point: it gets the headers as a Flask handler would.
+  // With its default async logging, MLflow 3.17.2's Python SDK drops a callee's spans: its batch
+  // export runs after the context manager has unregistered the remote trace (seen as no span of
+  // the callee in any trace). Synchronous logging keeps them.
+  app.post('/ask', async request => await request.mlflow.span('call Python', {}, async span => {
+    const callee = await server.python(`
+import json, mlflow
+from mlflow.tracing import set_tracing_context_from_http_request_headers
+mlflow.set_experiment(experiment_id=${JSON.stringify(experimentId)})
+with set_tracing_context_from_http_request_headers(${JSON.stringify(request.mlflow.propagationHeaders())}):
+    with mlflow.start_span("python-callee") as s:
+        trace_id = s.trace_id
+mlflow.flush_trace_async_logging()
+print(json.dumps({"trace_id": trace_id}))
+`, { MLFLOW_ENABLE_ASYNC_TRACE_LOGGING: 'false' })
+    return { ...callee, callSpan: span.spanId }
+  }))
+  const a = await listen(t, app)
+  const res = await ask(a)
+  t.equal(res.body.trace_id, res.traceId, 'the Python span is in this trace')
+  t.match(await a.close(), { exported: 1, dropped: NO_DROPS })
+  const seen = await server.python(PY_READ + `
+print(json.dumps({"ids": ids(${JSON.stringify(experimentId)}), "trace": read(${JSON.stringify(res.traceId)})}))
+`)
+  t.same(seen.ids, [res.traceId], 'one trace')
+  t.same(seen.trace.spans.map((s: any) => s.name).sort(), ['POST /ask', 'call Python', 'python-callee'])
+  t.equal(byName(seen.trace, 'python-callee').parent_id, res.body.callSpan)
+  t.equal(seen.trace.client_request_id, 'req-a', 'the TraceInfo is this plugin\'s')
+})
+
 t.test('join under a caller that never traced into MLflow: spans kept, but no root and no TraceInfo', async t => {
   // Why join is not the default: a gateway's or an OTel-only proxy's traceparent names a trace
   // MLflow has never heard of.
