@@ -6,28 +6,10 @@ import t, { type Test } from 'tap'
 import { randomBytes, randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyMlflowTracing, { type FastifyMlflowTracingOptions } from '../plugin/index'
-import { realMlflow, type RealMlflow } from './helpers/mlflow'
+import { byName, realMlflow, type RealMlflow } from './helpers/mlflow'
+import { listenTraced, type Served } from './helpers/served'
 
 const NO_DROPS = { shutdown: 0, too_large: 0, queue_full: 0, serialization_error: 0, failed: 0, retries_exhausted: 0, rejected: 0 }
-
-interface Service {
-  url: string
-  app: FastifyInstance
-  experimentId: string
-  /** Closes the app (which exports its traces) and returns its stats. */
-  close: () => Promise<ReturnType<FastifyInstance['mlflowTracing']['stats']>>
-}
-
-async function listen (t: Test, app: FastifyInstance): Promise<Service> {
-  const url = await app.listen({ host: '127.0.0.1', port: 0 })
-  let closed: Promise<void> | undefined
-  const close = async (): Promise<ReturnType<FastifyInstance['mlflowTracing']['stats']>> => {
-    await (closed ??= app.close())
-    return app.mlflowTracing.stats()
-  }
-  t.teardown(close)
-  return { url, app, close, experimentId: await app.mlflowTracing.tracing.experimentId() as string }
-}
 
 async function plugin (server: RealMlflow, experimentName: string, opts: FastifyMlflowTracingOptions): Promise<FastifyInstance> {
   const app = Fastify()
@@ -36,7 +18,7 @@ async function plugin (server: RealMlflow, experimentName: string, opts: Fastify
 }
 
 /** Service B: POST /answer, with a tool span of its own. */
-async function serviceB (t: Test, server: RealMlflow, experimentName: string, opts: FastifyMlflowTracingOptions): Promise<Service> {
+async function serviceB (t: Test, server: RealMlflow, experimentName: string, opts: FastifyMlflowTracingOptions): Promise<Served> {
   const app = await plugin(server, experimentName, opts)
   app.post('/answer', async request => {
     request.mlflow.setMetadata({ served_by: 'B' })
@@ -44,11 +26,11 @@ async function serviceB (t: Test, server: RealMlflow, experimentName: string, op
     const facts = await request.mlflow.tool('b_lookup', { q: 'weather' }, async () => ({ celsius: 21 }))
     return { facts, traceId: request.mlflow.traceId }
   })
-  return await listen(t, app)
+  return await listenTraced(t, app)
 }
 
 /** Service A: POST /ask calls B inside a span, with the propagation headers. */
-async function serviceA (t: Test, server: RealMlflow, experimentName: string, b: Service): Promise<Service> {
+async function serviceA (t: Test, server: RealMlflow, experimentName: string, b: Served): Promise<Served> {
   const app = await plugin(server, experimentName, {})
   app.post('/ask', async request => {
     return await request.mlflow.span('call B', { type: 'TOOL' }, async span => {
@@ -60,10 +42,10 @@ async function serviceA (t: Test, server: RealMlflow, experimentName: string, b:
       return { b: await res.json(), bHeader: res.headers.get('x-mlflow-trace-id'), callSpan: span.spanId }
     })
   })
-  return await listen(t, app)
+  return await listenTraced(t, app)
 }
 
-async function ask (a: Service, headers: Record<string, string> = {}): Promise<{ traceId: string, body: any }> {
+async function ask (a: Served, headers: Record<string, string> = {}): Promise<{ traceId: string, body: any }> {
   const res = await fetch(`${a.url}/ask`, {
     method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'req-a', ...headers }, body: JSON.stringify({ q: 'weather?' })
   })
@@ -89,12 +71,6 @@ def read(trace_id):
         "spans": [{"name": s.name, "span_id": s.span_id, "parent_id": s.parent_id, "attributes": s.attributes} for s in t.data.spans],
     }
 `
-
-function byName (trace: any, name: string): any {
-  const span = trace.spans.find((s: any) => s.name === name)
-  if (span === undefined) throw new Error(`no span ${name} in ${JSON.stringify(trace.spans.map((s: any) => s.name))}`)
-  return span
-}
 
 t.test('join: A calls B over HTTP; MLflow has one trace with both services\' spans', async t => {
   const server = await realMlflow(t)
@@ -217,7 +193,7 @@ print(json.dumps({"trace_id": trace_id}))
 `, { MLFLOW_ENABLE_ASYNC_TRACE_LOGGING: 'false' })
     return { ...callee, callSpan: span.spanId }
   }))
-  const a = await listen(t, app)
+  const a = await listenTraced(t, app)
   const res = await ask(a)
   t.equal(res.body.trace_id, res.traceId, 'the Python span is in this trace')
   t.match(await a.close(), { exported: 1, dropped: NO_DROPS })

@@ -2,21 +2,14 @@
 // exporting to a real MLflow server, and what MLflow's own Python client then finds and reads.
 import t, { type Test } from 'tap'
 import { randomBytes, randomUUID } from 'node:crypto'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify from 'fastify'
 import fastifyMlflowTracing, { type FastifyMlflowTracingOptions } from '../plugin/index'
-import { realMlflow, type RealMlflow } from './helpers/mlflow'
+import { byName, realMlflow, type RealMlflow } from './helpers/mlflow'
+import { listenTraced, type Served } from './helpers/served'
 
 const DEPLOYMENT = { APP_ENVIRONMENT: 'production', AGENT_VERSION: '1.2.3', DEPLOYMENT_ID: `deploy-${randomUUID()}` }
 const QUESTION = { message: 'What is MLflow?' }
 const ANSWER = 'An open source platform for the machine learning lifecycle'
-
-interface Served {
-  url: string
-  experimentId: string
-  app: FastifyInstance
-  /** Closes the app (which flushes its traces) and returns its stats. */
-  close: () => Promise<ReturnType<FastifyInstance['mlflowTracing']['stats']>>
-}
 
 /** The agent the issue describes: a tool call, then an LLM call, behind POST /chat. */
 async function serve (t: Test, server: RealMlflow, opts: FastifyMlflowTracingOptions): Promise<Served> {
@@ -43,14 +36,7 @@ async function serve (t: Test, server: RealMlflow, opts: FastifyMlflowTracingOpt
     })
     return { answer, weather }
   })
-  const url = await app.listen({ host: '127.0.0.1', port: 0 })
-  let closed: Promise<void> | undefined
-  const close = async (): Promise<ReturnType<FastifyInstance['mlflowTracing']['stats']>> => {
-    await (closed ??= app.close())
-    return app.mlflowTracing.stats()
-  }
-  t.teardown(close)
-  return { url, app, close, experimentId: await app.mlflowTracing.tracing.experimentId() as string }
+  return await listenTraced(t, app)
 }
 
 async function chat (url: string, headers: Record<string, string>, body: unknown = QUESTION): Promise<{ status: number, traceId: string, body: any }> {
@@ -85,12 +71,6 @@ def read(trace_id):
         } for s in t.data.spans],
     }
 `
-
-function byName (trace: any, name: string): any {
-  const span = trace.spans.find((s: any) => s.name === name)
-  if (span === undefined) throw new Error(`no span ${name} in ${JSON.stringify(trace.spans.map((s: any) => s.name))}`)
-  return span
-}
 
 t.test('a traced request over real HTTP is found and read back by the MLflow Python client', async t => {
   const server = await realMlflow(t)

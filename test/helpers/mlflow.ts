@@ -71,3 +71,10 @@ export async function realMlflow(t: Test): Promise<RealMlflow> {
 
   return { uri, version, python }
 }
+
+/** The span called `name` of a trace read back by the Python client (`{ spans: [{ name, … }] }`). */
+export function byName(trace: any, name: string): any {
+  const span = trace.spans.find((s: any) => s.name === name)
+  if (span === undefined) throw new Error(`no span ${name} in ${JSON.stringify(trace.spans.map((s: any) => s.name))}`)
+  return span
+}
