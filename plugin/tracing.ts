@@ -56,7 +56,8 @@ export class MlflowTracing {
       this.destination = 'a custom sink'
     }
     this.queue = new ExportQueue(sink as TraceSink, this.logger, opts.queue)
-    this.tracer = new MlflowTracer(trace => this.queue.push(trace), distributedTracingMode(opts.distributedTracing, env))
+    this.tracer = new MlflowTracer(trace => this.queue.push(trace), distributedTracingMode(opts.distributedTracing, env),
+      () => this.mlflowSink?.canJoin ?? true)
   }
 
   /**

@@ -169,3 +169,18 @@ t.test('a joined trace gets spans only: no StartTraceV3, which would overwrite t
   t.equal(server.received('POST', TRACES).length, 0)
   t.equal(tracing.stats().exported, 1)
 })
+
+t.test("'join' where spans go as artifacts: a separate trace, never one that could not be stored", async t => {
+  const server = await otlpServer(t, '3.3.0')
+  const { tracing } = setup(t, server, { distributedTracing: 'join' })
+  await tracing.start()
+  const upstream = trace.setSpanContext(ROOT_CONTEXT, { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: 1, isRemote: true })
+  const root = tracing.tracer.startSpan('downstream', {}, upstream)
+  t.notOk(root.trace.joined)
+  t.not(root.trace.traceIdHex, '0af7651916cd43dd8448eb211c80319c', 'an id of its own')
+  t.equal(root.trace.metadata['w3c.parent_trace_id'], '0af7651916cd43dd8448eb211c80319c')
+  root.end()
+  t.ok(await tracing.flush(5000))
+  t.equal(server.received('POST', TRACES).length, 1)
+  t.match(tracing.stats(), { exported: 1, dropped: { failed: 0 } })
+})

@@ -67,7 +67,10 @@ export class MlflowSink implements TraceSink {
     return await this.negotiated
   }
 
-  /** Joined traces need OTLP: without it, a trace of our own is the only way to keep the spans. */
+  /**
+   * Joined traces need OTLP: without it, a trace of our own is the only way to keep the spans. As
+   * known so far: a file store tells only at the first export (501).
+   */
   get canJoin (): boolean {
     return !this.databricks && this.spanUploadOption !== 'artifact' && !this.noOtlp
   }

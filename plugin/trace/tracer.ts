@@ -20,8 +20,16 @@ export class MlflowTracer implements Tracer {
   /** Spans started under a trace that had already ended: they cannot be exported. */
   lateSpans = 0
 
-  /** @param distributed what a span under a remote parent (a W3C traceparent) starts */
-  constructor (private readonly onTraceEnd: TraceEndListener, readonly distributed: DistributedTracing = 'separate') {}
+  /**
+   * @param distributed what a span under a remote parent (a W3C traceparent) starts
+   * @param canJoin whether the destination can take a joined trace (it needs OTLP span ingest);
+   *   where it cannot, 'join' starts a separate trace rather than one that could not be stored
+   */
+  constructor (
+    private readonly onTraceEnd: TraceEndListener,
+    readonly distributed: DistributedTracing = 'separate',
+    private readonly canJoin: () => boolean = () => true
+  ) {}
 
   startSpan (name: string, options: SpanOptions = {}, ctx: Context = context.active()): MlflowSpan {
     const parent = options.root === true ? undefined : trace.getSpan(ctx)
@@ -49,7 +57,7 @@ export class MlflowTracer implements Tracer {
   private traceUnder (parent: SpanContext): TraceRecord {
     // Only a caller in another process can have its trace in MLflow: an in-process span of another
     // SDK goes elsewhere, and joining it would leave the MLflow trace without TraceInfo.
-    if (this.distributed === 'join' && parent.isRemote === true) {
+    if (this.distributed === 'join' && parent.isRemote === true && this.canJoin()) {
       return new TraceRecord(parent.traceId, this.onTraceEnd, parent.traceId, true)
     }
     // Separate: the MLflow trace needs an id of its own, since StartTraceV3 with an id in use (the
