@@ -17,7 +17,10 @@ for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
   })
 }
 
-/** Resolves to tap's exit code and its assertion counts (from `# { total: N, pass: N, fail: N, ... }`). */
+/**
+ * Resolves to tap's exit code, its assertion counts (from `# { total: N, pass: N, fail: N, ... }`)
+ * and the names of the failed assertions.
+ */
 export async function runTap (args, env) {
   tap = spawn(join(repoRoot, 'node_modules', '.bin', 'tap'), args, {
     cwd: repoRoot,
@@ -25,12 +28,18 @@ export async function runTap (args, env) {
     env: { ...process.env, ...env },
   })
   let summary
+  const failures = []
   let pending = ''
   tap.stdout.on('data', chunk => {
     process.stdout.write(chunk)
     const lines = (pending + chunk).split('\n')
     pending = lines.pop()
-    for (const line of lines) if (/^# \{ total: \d+/.test(line)) summary = line
+    for (const line of lines) {
+      if (/^# \{ total: \d+/.test(line)) summary = line
+      // Assertions only: a subtest's own line carries its time.
+      const failed = /^\s+not ok \d+ - (.*)$/.exec(line)
+      if (failed && !failed[1].includes(' # time=')) failures.push(failed[1])
+    }
   })
   const code = await new Promise(resolve => {
     tap.once('error', err => {
@@ -41,5 +50,5 @@ export async function runTap (args, env) {
   })
   tap = undefined
   const count = key => Number(new RegExp(`\\b${key}: (\\d+)`).exec(summary ?? '')?.[1] ?? 0)
-  return { code, summarised: summary !== undefined, pass: count('pass'), fail: count('fail') }
+  return { code, summarised: summary !== undefined, pass: count('pass'), fail: count('fail'), failures }
 }
