@@ -597,9 +597,9 @@ async function main (): Promise<void> {
 
   if (needMlflow) {
     const scripts = pathToFileURL(join(repoRoot, 'scripts')).href
-    const { ensureMlflowVenv } = await import(`${scripts}/ensure-mlflow-venv.mjs`) as { ensureMlflowVenv: () => string }
+    const { ensureMlflowVenv } = await import(`${scripts}/ensure-mlflow-venv.mjs`) as { ensureMlflowVenv: () => Promise<string> }
     const { startMlflowServer } = await import(`${scripts}/mlflow-server.mjs`) as { startMlflowServer: () => Promise<MlflowServer> }
-    console.log(ensureMlflowVenv())
+    console.log(await ensureMlflowVenv())
     mlflow = await startMlflowServer()
     mlflowGroup = findMlflowGroup(new URL(mlflow.uri).port)
     console.log(`MLflow ${mlflow.version} at ${mlflow.uri} (process group ${mlflowGroup ?? 'not found'})`)

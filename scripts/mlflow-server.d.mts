@@ -2,6 +2,8 @@
 export interface MlflowServer {
   uri: string
   version: string
+  /** The Python of the server's venv, with that version's MLflow client. */
+  python: string
   dir: string
   logFile: string
   stop(): Promise<void>
@@ -12,4 +14,6 @@ export function startMlflowServer(options?: {
   dir?: string
   minimal?: boolean
   fileStore?: boolean
+  /** MLflow version whose venv runs the server (installed beforehand). Default: the newest claimed. */
+  mlflow?: string
 }): Promise<MlflowServer>

@@ -1,5 +1,7 @@
-// Starts a throwaway MLflow tracking server from .mlflow-venv on 127.0.0.1.
-// CLI: `node scripts/mlflow-server.mjs [--port N]` keeps one running on port N (default 5000, MLflow's own) with data in .mlflow-data/.
+// Starts a throwaway MLflow tracking server on 127.0.0.1 from the venv of one MLflow version
+// (scripts/ensure-mlflow-venv.mjs; by default the newest claimed one, in .mlflow-venv).
+// CLI: `node scripts/mlflow-server.mjs [--port N] [--mlflow VERSION]` keeps one running on port N (default 5000,
+// MLflow's own) with data in .mlflow-data/.
 import { spawn } from 'node:child_process'
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -8,9 +10,10 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { pathToFileURL } from 'node:url'
-import { ensureMlflowVenv, repoRoot, venvMlflow } from './ensure-mlflow-venv.mjs'
+import { ensureMlflowVenv, newestVersion, repoRoot, venvOf } from './ensure-mlflow-venv.mjs'
 
-const STARTUP_TIMEOUT_MS = 60_000
+// Generous: CI starts several servers at once on 2 cores, and a fresh store runs every migration.
+const STARTUP_TIMEOUT_MS = 120_000
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -41,13 +44,15 @@ function logTail(logFile, lines = 40) {
 }
 
 /**
- * @param {{ port?: number, dir?: string, minimal?: boolean, fileStore?: boolean }} [options]
+ * @param {{ port?: number, dir?: string, minimal?: boolean, fileStore?: boolean, mlflow?: string }} [options]
+ *   mlflow: the MLflow version whose venv runs the server (installed beforehand); default the newest claimed.
  *   dir: keep data there (not deleted on stop); by default a temp dir is used and removed by stop().
  *   minimal (default true): 2 workers and no job runner; tracing does not need the job runner's
  *   huey consumers, and skipping them roughly halves start-up time and process count.
  *   fileStore: MLflow's file backend instead of SQLite (it keeps no spans in a database).
  */
-export async function startMlflowServer({ port, dir, minimal = true, fileStore = false } = {}) {
+export async function startMlflowServer({ port, dir, minimal = true, fileStore = false, mlflow = newestVersion } = {}) {
+  const venv = venvOf(mlflow)
   const ownsDir = !dir
   dir = resolve(dir ?? (await mkdtemp(join(tmpdir(), 'mlflow-test-'))))
   mkdirSync(dir, { recursive: true })
@@ -65,7 +70,7 @@ export async function startMlflowServer({ port, dir, minimal = true, fileStore =
     env.MLFLOW_SERVER_ENABLE_JOB_EXECUTION = 'false'
   }
   // detached: own process group, so stop() also reaches the uvicorn/huey workers mlflow forks.
-  const child = spawn(venvMlflow, args, { cwd: dir, env, detached: true, stdio: ['ignore', logFd, logFd] })
+  const child = spawn(venv.mlflow, args, { cwd: dir, env, detached: true, stdio: ['ignore', logFd, logFd] })
   closeSync(logFd)
   let exited = false
   child.once('exit', () => { exited = true })
@@ -103,7 +108,7 @@ export async function startMlflowServer({ port, dir, minimal = true, fileStore =
     }
     const res = await fetch(`${uri}/version`, { signal: AbortSignal.timeout(10_000) })
     const version = (await res.text()).trim()
-    return { uri, version, dir, logFile, stop }
+    return { uri, version, python: venv.python, dir, logFile, stop }
   } catch (err) {
     const tail = logTail(logFile)
     await stop()
@@ -112,15 +117,21 @@ export async function startMlflowServer({ port, dir, minimal = true, fileStore =
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const i = process.argv.indexOf('--port')
-  const port = i > 0 ? Number(process.argv[i + 1]) : 5000
+  const arg = (name) => {
+    const i = process.argv.indexOf(name)
+    return i > 0 ? process.argv[i + 1] : undefined
+  }
+  const port = Number(arg('--port') ?? 5000)
+  const mlflow = arg('--mlflow') ?? newestVersion
   if (!Number.isInteger(port)) {
-    console.error('usage: node scripts/mlflow-server.mjs [--port N]')
+    console.error('usage: node scripts/mlflow-server.mjs [--port N] [--mlflow VERSION]')
     process.exit(2)
   }
   try {
-    console.log(ensureMlflowVenv())
-    const server = await startMlflowServer({ port, dir: join(repoRoot, '.mlflow-data'), minimal: false })
+    console.log(await ensureMlflowVenv(mlflow))
+    // Data of another version in its own dir: an older server refuses a store migrated by a newer one.
+    const data = mlflow === newestVersion ? '.mlflow-data' : `.mlflow-data-${mlflow}`
+    const server = await startMlflowServer({ port, dir: join(repoRoot, data), minimal: false, mlflow })
     console.log(`MLflow ${server.version} at ${server.uri} (data in ${server.dir}, log ${server.logFile}); Ctrl-C to stop`)
     const shutdown = async () => {
       await server.stop()

@@ -11,8 +11,15 @@ const venvPython = resolve(__dirname, '..', '..', '.mlflow-venv', 'bin', 'python
 export interface RealMlflow {
   uri: string
   version: string
-  /** Runs `python -c code` against the server; returns JSON.parse of the last stdout line. */
+  /** Runs `python -c code` against the server with that server's own MLflow client; returns JSON.parse of the last stdout line. */
   python(code: string, env?: Record<string, string>): Promise<any>
+}
+
+/** A server scripts/test.mjs started (MLFLOW_TEST_SERVERS): its version, URI and venv's Python. */
+export interface ListedServer {
+  version: string
+  uri: string
+  python: string
 }
 
 let ownServer: Promise<{ uri: string; version: string }> | undefined
@@ -39,15 +46,33 @@ export async function realMlflow(t: Test): Promise<RealMlflow> {
   const { uri, version } = envUri
     ? { uri: envUri, version: process.env.MLFLOW_TEST_SERVER_VERSION ?? '' }
     : await startOwnServer()
+  return useServer(t, { uri, version, python: process.env.MLFLOW_TEST_PYTHON ?? venvPython })
+}
 
+/**
+ * The servers of the version-compatibility tests: every one in MLFLOW_TEST_SERVERS (the claimed
+ * versions under `npm test`, one version under `npm run test:servers`), or, run directly, one
+ * entry for this file's own server of the newest claimed version.
+ */
+export function listedServers(): Array<{ name: string, connect: (t: Test) => Promise<RealMlflow> }> {
+  const listed = process.env.MLFLOW_TEST_SERVERS
+  if (!listed) return [{ name: 'the newest claimed version (own server)', connect: realMlflow }]
+  return (JSON.parse(listed) as ListedServer[]).map(server => ({
+    name: `MLflow ${server.version}`,
+    connect: async (t: Test) => useServer(t, server),
+  }))
+}
+
+/** Counts the test as one that ran against `server` (scripts/test.mjs checks per version). */
+function useServer(t: Test, server: ListedServer): RealMlflow {
+  const { uri, version } = server
   const countFile = process.env.MLFLOW_TEST_COUNT_FILE
-  if (countFile) appendFileSync(countFile, `${t.fullname}\n`)
+  if (countFile) appendFileSync(countFile, `${version}\t${t.fullname}\n`)
 
-  const pythonBin = process.env.MLFLOW_TEST_PYTHON ?? venvPython
   const python = (code: string, env: Record<string, string> = {}): Promise<any> =>
     new Promise((resolvePromise, reject) => {
       execFile(
-        pythonBin,
+        server.python,
         ['-c', code],
         {
           env: { ...process.env, MLFLOW_TRACKING_URI: uri, ...env },
