@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import { captureBody, capturePayload, type Captured } from './context/capture'
 import { clientRequestId } from './context/request-id'
 import { sessionFrom } from './context/session'
+import { StreamText, streamKind } from './context/stream-capture'
 import { parentFromTraceparent } from './context/traceparent'
 import { resolveUser } from './context/user'
 import { ThrottledWarnings, type Logger } from './export/logger'
@@ -42,6 +43,8 @@ interface RequestState extends ActiveRequestTrace {
   readonly plan: RoutePlan
   error: Error | undefined
   output: Captured | undefined
+  /** A streamed body's text, gathered as it is sent; it becomes `output` when the trace ends. */
+  streamed: StreamText | undefined
   ended: boolean
 }
 
@@ -63,6 +66,7 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, share
   class TracedRequest extends ActiveRequestTrace implements RequestState {
     error: Error | undefined = undefined
     output: Captured | undefined = undefined
+    streamed: StreamText | undefined = undefined
     ended = false
     private userResolved = false
 
@@ -168,15 +172,42 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, share
   function onSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
     const state = stateOf(request)
     if (state !== null) {
-      // A stream that fails after the headers went out ends as a dropped connection: keep its error,
-      // or the trace would blame the client.
-      if (isStream(payload)) payload.once('error', (err: Error) => { state.error ??= err })
       // Fastify's own 404 body repeats the URL, query string (and any token in it) included.
-      else if (state.plan.capture && state.plan.url !== undefined) {
+      const capture = state.plan.capture && state.plan.url !== undefined
+      if (isStream(payload)) {
+        // A stream that fails after the headers went out ends as a dropped connection: keep its
+        // error, or the trace would blame the client.
+        payload.once('error', (err: Error) => { state.error ??= err })
+        if (capture) guard(() => { tapStream(state, payload, reply) })
+      } else if (capture) {
         guard(() => { state.output = capturePayload(payload, reply.getHeader('content-type'), settings.redactor, settings.maxBodyChars) })
       }
     }
     done(null, payload)
+  }
+
+  /**
+   * Gathers a text stream's body as it goes to the client. Listening for 'data' here would set the
+   * stream flowing before Fastify pipes it (after the other onSend hooks, maybe asynchronous ones),
+   * and the client would miss those chunks: the tap goes on when the stream is piped to the response,
+   * after the client's own listener. A stream that a later hook replaced (compression) is not tapped.
+   */
+  function tapStream (state: RequestState, stream: NodeJS.EventEmitter, reply: FastifyReply): void {
+    const encoding = reply.getHeader('content-encoding')
+    if (encoding !== undefined && encoding !== 'identity') return
+    const kind = streamKind(reply.getHeader('content-type'))
+    if (kind === undefined) return
+    const text = state.streamed = new StreamText(kind, settings.redactor, settings.maxBodyChars)
+    reply.raw.once('pipe', (source: NodeJS.EventEmitter) => {
+      if (source !== stream) return
+      source.on('data', (chunk: unknown) => {
+        try {
+          text.push(chunk)
+        } catch (err) {
+          hookFailed(err)
+        }
+      })
+    })
   }
 
   function onTimeout (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
@@ -224,6 +255,7 @@ export function createLifecycle (settings: Settings, tracer: MlflowTracer, share
     const root = state.root
     try {
       enrich(state)
+      if (state.streamed !== undefined) guard(() => { state.output ??= state.streamed?.captured() })
       if (state.output !== undefined && root.attributes[SpanAttribute.OUTPUTS] === undefined) {
         root.setOutputs(state.output.value)
         root.trace.responsePreview ??= state.output.preview

@@ -285,6 +285,8 @@ def read(trace_id):
         "state": str(t.info.state),
         "client_request_id": t.info.client_request_id,
         "metadata": t.info.trace_metadata,
+        "tags": t.info.tags,
+        "response_preview": t.info.response_preview,
         "root": t.data._get_root_span().name,
         "spans": [{"name": s.name, "span_id": s.span_id, "parent_id": s.parent_id, "span_type": s.span_type,
                    "start": s.start_time_ns, "end": s.end_time_ns, "outputs": s.outputs} for s in t.data.spans],
@@ -294,6 +296,11 @@ print(json.dumps({
     "by_user": search("metadata.\`mlflow.trace.user\` = '${user}'"),
     "by_session": search("metadata.\`mlflow.trace.session\` = '${session}'"),
     "by_user_in_production": search("metadata.\`mlflow.trace.user\` = '${user}' AND metadata.\`mlflow.source.type\` = 'production'"),
+    # These read the span store, which only spans sent over OTLP reach.
+    "by_text": search("trace.text LIKE '%Fastify%'"),
+    "by_span_type": search("span.type = 'LLM'"),
+    "by_span_name": search("span.name = 'retrieve notes'"),
+    "by_trace_name": search("trace.name = 'POST /chat'"),
     "chat": read(${JSON.stringify(chat.traceId)}),
     "stream": read(${JSON.stringify(stream.traceId)}),
 }))
@@ -302,6 +309,10 @@ print(json.dumps({
   t.same(seen.by_user, both, 'the user filter finds both traces')
   t.same(seen.by_session, both, 'the session filter finds both traces')
   t.same(seen.by_user_in_production, both, 'user + environment finds both')
+  t.ok(seen.by_text.includes(stream.traceId), "trace.text LIKE '%Fastify%' finds the trace asked about Fastify")
+  t.same(seen.by_span_type, both, "span.type = 'LLM' finds both")
+  t.same(seen.by_span_name, both, "span.name = 'retrieve notes' finds both")
+  t.same(seen.by_trace_name, [chat.traceId], "trace.name = 'POST /chat' finds the chat trace")
   for (const which of ['chat', 'stream'] as const) {
     t.match(seen[which].state, /OK/)
     t.match(seen[which].metadata, {
@@ -326,6 +337,27 @@ print(json.dumps({
   // Nanoseconds as Python ints come back as JSON numbers beyond 2^53: compare at microsecond grain.
   t.ok((root?.end ?? 0) >= byName('chat fake-chat-1').end - 1000, 'the root ends after the LLM span')
   t.ok((root?.end ?? 0) >= byName('stream answer').end - 1000, 'and after the stream was written')
+
+  // What the MLflow UI renders from: chat-completion outputs, root outputs and previews, trace names.
+  const completion = (content: string, finishReason: string | null): unknown => ({ index: 0, message: { role: 'assistant', content }, finish_reason: finishReason })
+  const chatSpans = seen.chat.spans as typeof spans
+  const chatLlm = chatSpans.find(s => s.name === 'chat fake-chat-1')
+  t.match(chatLlm?.outputs, {
+    id: /^cmpl-[0-9a-f]{12}$/,
+    object: 'chat.completion',
+    model: 'fake-chat-1-001',
+    choices: [completion(chat.body.answer, 'stop')],
+    usage: { prompt_tokens: Number, completion_tokens: Number, total_tokens: Number }
+  }, 'the LLM span\'s outputs are a chat completion')
+  t.same((chatLlm?.outputs as any).choices, [completion(chat.body.answer, 'stop')], 'with the one assistant message')
+  const streamedText = stream.events.filter(e => e.event === 'message').map(e => e.data.delta).join('')
+  t.same(root?.outputs, { object: 'chat.completion', choices: [completion(streamedText, null)] }, 'the streamed trace\'s root outputs are the text the client read')
+  t.equal(seen.stream.response_preview, streamedText, 'and its response preview')
+  t.equal(seen.chat.tags['mlflow.traceName'], 'POST /chat', 'trace names')
+  t.equal(seen.stream.tags['mlflow.traceName'], 'POST /chat/stream')
+  for (const which of ['chat', 'stream'] as const) {
+    t.equal(JSON.parse(seen[which].metadata['mlflow.trace.sizeStats']).num_spans, seen[which].spans.length, `${which}: sizeStats counts the spans`)
+  }
 
   // The traces CLI against the server.
   const cli = await runTracesCli(['--session', session], bareEnv(mlflowEnv))

@@ -410,7 +410,7 @@ t.test('metadata and tags options: static and per request', async t => {
     const [a, b] = await traces()
     t.equal(a.info.trace_metadata.tenant, 't-a')
     t.equal(b.info.trace_metadata.tenant, 't-b')
-    t.same(a.info.tags, { route: '/chat', plan: 'pro' })
+    t.same(a.info.tags, { route: '/chat', plan: 'pro', 'mlflow.traceName': 'POST /chat' })
     t.equal(a.info.trace_metadata['mlflow.trace.user'], 'a@example.com')
     t.equal(seen.length, 2)
     t.ok(seen.every(u => u !== null && u !== undefined), 'request.user was set when the function ran')
@@ -429,7 +429,7 @@ t.test('per-request metadata and tags functions run as the trace ends; route cod
   const trace = await one()
   t.equal(trace.info.trace_metadata.tenant, 'from-route')
   t.equal(trace.info.trace_metadata.plan, 'pro')
-  t.same(trace.info.tags, { intent: 'from-route', lang: 'en' })
+  t.same(trace.info.tags, { intent: 'from-route', lang: 'en', 'mlflow.traceName': 'POST /chat' })
 })
 
 t.test('request.mlflow.setTags / setMetadata', async t => {
@@ -443,7 +443,7 @@ t.test('request.mlflow.setTags / setMetadata', async t => {
   })
   await app.inject({ method: 'POST', url: '/chat', payload: {} })
   const trace = await one()
-  t.same(trace.info.tags, { intent: 'smalltalk', lang: 'en' }, 'tags are mutable')
+  t.same(trace.info.tags, { intent: 'smalltalk', lang: 'en', 'mlflow.traceName': 'POST /chat' }, 'tags are mutable')
   t.equal(trace.info.trace_metadata.retrieval_index, 'v3')
   t.notOk('intent' in trace.info.trace_metadata)
   t.notOk('retrieval_index' in trace.info.tags)

@@ -278,8 +278,65 @@ t.test('a streamed response: the trace ends when the stream ends, not when heade
   t.ok(trace.root.end >= lastChunkNs, 'the root ends after the last chunk was written')
   t.ok(trace.root.end >= child.end)
   t.equal(trace.info.state, 'OK')
-  t.equal(trace.root.attributes['mlflow.spanOutputs'], undefined, 'a stream body is not captured')
+  t.same(trace.root.attributes['mlflow.spanOutputs'], {
+    object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: 'first\nsecond\nlast' }, finish_reason: null }]
+  }, 'the events sent, before and after the headers, are the root outputs')
+  t.equal(trace.info.response_preview, 'first\nsecond\nlast')
   t.equal(app.mlflowTracing.stats().lateSpans, 0)
+})
+
+t.test('a streamed text body becomes the root outputs and the response preview', async t => {
+  const { app, traces } = buildApp(t, { maxBodyChars: 40, redactFields: ['ssn'] })
+  const sse = (...events: unknown[]): Readable => Readable.from(events.map(e => `data: ${typeof e === 'string' ? e : JSON.stringify(e)}\n\n`))
+  const openai = (content: string): unknown => ({ object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content }, finish_reason: null }] })
+  app.post('/openai', async (_req, reply) => reply.header('content-type', 'text/event-stream').send(sse(openai('Hello'), openai(', world'), '[DONE]')))
+  app.get('/long', async (_req, reply) => reply.header('content-type', 'text/event-stream').send(sse(...Array.from({ length: 20 }, () => ({ delta: 'abcdef' })))))
+  app.get('/ndjson', async (_req, reply) => reply.header('content-type', 'application/x-ndjson').send(Readable.from(['{"ssn":"123-45"}\n', '{"ok":true}\n'])))
+  app.get('/binary', async (_req, reply) => reply.header('content-type', 'application/octet-stream').send(Readable.from([Buffer.from([0xff, 0x00, 0x41])])))
+  app.get('/untyped', async (_req, reply) => reply.send(Readable.from(['no content type'])))
+  app.get('/gzip', async (_req, reply) => reply.header('content-type', 'text/plain').header('content-encoding', 'gzip').send(Readable.from([Buffer.from([0x1f, 0x8b])])))
+  app.get('/own-outputs', async (req, reply) => {
+    // The route sets the root outputs itself: they win.
+    ;(otelTrace.getSpan(req.mlflow.context) as unknown as { setOutputs: (o: unknown) => void }).setOutputs({ mine: true })
+    return reply.header('content-type', 'text/plain').send(Readable.from(['streamed']))
+  })
+  app.get('/no-capture', { config: { mlflow: { captureBody: false } } }, async (_req, reply) => reply.header('content-type', 'text/plain').send(Readable.from(['secret stuff'])))
+  // An asynchronous onSend hook after the plugin's: the stream must not start flowing before Fastify pipes it.
+  app.register(async scoped => {
+    scoped.addHook('onSend', async (_req, _reply, payload) => {
+      await new Promise(resolve => setImmediate(resolve))
+      return payload
+    })
+    scoped.get('/late-pipe', async (_req, reply) => {
+      const stream = new PassThrough()
+      stream.write('data: {"delta":"early "}\n\n')
+      stream.end('data: {"delta":"and late"}\n\n')
+      return reply.header('content-type', 'text/event-stream').send(stream)
+    })
+  })
+
+  const bodies: Record<string, string> = {}
+  for (const [method, url] of [['POST', '/openai'], ['GET', '/long'], ['GET', '/ndjson'], ['GET', '/binary'], ['GET', '/untyped'], ['GET', '/gzip'], ['GET', '/own-outputs'], ['GET', '/no-capture'], ['GET', '/late-pipe']] as const) {
+    bodies[url] = (await app.inject({ method, url })).body
+  }
+  t.equal(bodies['/late-pipe'], 'data: {"delta":"early "}\n\ndata: {"delta":"and late"}\n\n', 'the client gets every chunk, whatever hooks run before the pipe')
+  t.match(bodies['/openai'], /data: \[DONE\]\n\n$/, 'and the body unchanged')
+  const all = await traces()
+  const root = (route: string): typeof all[number] => all.find(x => x.root.attributes['http.route'] === route) as typeof all[number]
+  const outputs = (route: string): any => root(route).root.attributes['mlflow.spanOutputs']
+  const content = (route: string): string => outputs(route).choices[0].message.content
+  t.same(outputs('/openai'), { object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: 'Hello, world' }, finish_reason: null }] },
+    'OpenAI-style deltas make one assistant message')
+  t.equal(root('/openai').info.response_preview, 'Hello, world', 'the preview is the text')
+  t.equal(content('/long'), 'abcdef'.repeat(7).slice(0, 40) + '…[truncated]', 'cut at maxBodyChars')
+  t.equal(content('/ndjson'), '{"ssn":"[REDACTED]"}\n{"ok":true}\n', 'JSON lines are redacted like other bodies')
+  t.equal(content('/late-pipe'), 'early and late')
+  for (const route of ['/binary', '/untyped', '/gzip', '/no-capture']) {
+    t.equal(outputs(route), undefined, `${route}: not captured`)
+    t.equal(root(route).info.response_preview, undefined)
+  }
+  t.same(outputs('/own-outputs'), { mine: true }, 'outputs the route set win')
+  t.equal(app.mlflowTracing.stats().hookErrors, 0)
 })
 
 t.test('a Readable body over inject is traced once, after it ends', async t => {

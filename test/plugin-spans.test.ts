@@ -327,7 +327,7 @@ t.test('the LLM helper writes the GenAI attributes and token usage', async t => 
     const first = await req.mlflow.llm({ provider: 'openai', model: 'gpt-4o', inputs: [{ role: 'user', content: 'hi' }] }, async span => {
       span.setLlmResponse({
         model: 'gpt-4o-2024-08-06', id: 'chatcmpl-1', finishReasons: ['stop'],
-        usage: { input_tokens: 10, output_tokens: 5 }, outputs: { content: 'hello' }
+        usage: { input_tokens: 10, output_tokens: 5 }, outputs: { role: 'assistant', content: 'hello' }
       })
       return 'ignored, outputs already set'
     })
@@ -353,8 +353,15 @@ t.test('the LLM helper writes the GenAI attributes and token usage', async t => 
     'gen_ai.conversation.id': 'sess-1',
     'mlflow.chat.tokenUsage': { input_tokens: 10, output_tokens: 5, total_tokens: 15 },
     'mlflow.spanInputs': [{ role: 'user', content: 'hi' }],
-    'mlflow.spanOutputs': { content: 'hello' }
+    'mlflow.spanOutputs': {
+      id: 'chatcmpl-1',
+      object: 'chat.completion',
+      model: 'gpt-4o-2024-08-06',
+      choices: [{ index: 0, message: { role: 'assistant', content: 'hello' }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 }
+    }
   })
+  t.same(Object.keys(llm.attributes['mlflow.spanOutputs']), ['id', 'object', 'model', 'choices', 'usage'], 'in OpenAI\'s field order')
   const second = trace.byName('second')
   t.equal(second.attributes['gen_ai.operation.name'], 'text_completion')
   t.equal(second.attributes['gen_ai.provider.name'], 'anthropic')
@@ -362,6 +369,51 @@ t.test('the LLM helper writes the GenAI attributes and token usage', async t => 
   t.same(second.attributes['mlflow.chat.tokenUsage'], { input_tokens: 7, output_tokens: 3, total_tokens: 11 })
   t.same(JSON.parse(trace.info.trace_metadata['mlflow.trace.tokenUsage']), { input_tokens: 18, output_tokens: 9, total_tokens: 28 },
     'trace token usage sums the spans')
+})
+
+t.test('LLM outputs are recorded as a chat completion, the shape the MLflow UI shows as a chat', async t => {
+  const { app, one } = buildApp(t)
+  const reply = { role: 'assistant', content: 'hi' }
+  const completion = { id: 'c-9', choices: [{ index: 0, message: reply, finish_reason: 'length' }] }
+  const given: Record<string, unknown> = {
+    string: 'hi',
+    message: reply,
+    messages: [reply, { role: 'assistant', content: null, tool_calls: [{ id: 't1' }] }],
+    completion,
+    'content only': { content: 'hi' },
+    other: { text: 'hi' },
+    'not all messages': [reply, 'hi'],
+    'empty array': []
+  }
+  app.get('/', async req => {
+    for (const name in given) {
+      req.mlflow.llm({ provider: 'p', model: 'm', name }, span => { span.setLlmResponse({ finishReasons: ['stop', 'tool_calls'], outputs: given[name] }) })
+    }
+    req.mlflow.llm({ provider: 'p', model: 'm', name: 'bare' }, span => { span.setLlmResponse({ outputs: 'hi' }) })
+    req.mlflow.llm({ provider: 'p', model: 'm', name: 'returns a string' }, () => 'hi')
+    req.mlflow.llm({ provider: 'p', model: 'm', name: 'returns a message' }, () => reply)
+    req.mlflow.llm({ provider: 'p', model: 'm', name: 'returns an object' }, () => ({ answer: 'hi' }))
+    return 'ok'
+  })
+  await app.inject('/')
+  const trace = await one()
+  const outputs = (name: string): unknown => trace.byName(name).attributes['mlflow.spanOutputs']
+  const chat = (...choices: unknown[]): unknown => ({ object: 'chat.completion', choices })
+  t.same(outputs('string'), chat({ index: 0, message: reply, finish_reason: 'stop' }), 'a string is one assistant message')
+  t.same(outputs('message'), chat({ index: 0, message: reply, finish_reason: 'stop' }), 'a message is the one choice')
+  t.same(outputs('messages'), chat(
+    { index: 0, message: reply, finish_reason: 'stop' },
+    { index: 1, message: (given.messages as unknown[])[1], finish_reason: 'tool_calls' }
+  ), 'messages are the choices, each with its finish reason')
+  t.same(outputs('completion'), completion, 'a chat completion is kept as given')
+  t.same(outputs('content only'), { content: 'hi' }, 'a message needs a role and a content, as MLflow tells one')
+  t.same(outputs('other'), { text: 'hi' }, 'other objects are kept as given')
+  t.same(outputs('not all messages'), [reply, 'hi'])
+  t.same(outputs('empty array'), [])
+  t.same(outputs('bare'), chat({ index: 0, message: reply, finish_reason: null }), 'no finish reason given: null, as OpenAI writes it')
+  t.same(outputs('returns a string'), chat({ index: 0, message: reply, finish_reason: null }), 'a return value is recorded the same way')
+  t.same(outputs('returns a message'), chat({ index: 0, message: reply, finish_reason: null }))
+  t.same(outputs('returns an object'), { answer: 'hi' })
 })
 
 t.test('no session: no gen_ai.conversation.id; no usage: no trace token usage', async t => {

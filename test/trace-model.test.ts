@@ -14,6 +14,12 @@ function collect (): { tracer: MlflowTracer, ended: TraceRecord[] } {
   return { tracer: new MlflowTracer(r => ended.push(r)), ended }
 }
 
+/** Metadata less the size stats, which every trace has. */
+function withoutSizes (metadata: Record<string, string>): Record<string, string> {
+  const { 'mlflow.trace.sizeStats': _stats, 'mlflow.trace.sizeBytes': _bytes, ...rest } = metadata
+  return rest
+}
+
 t.test('ids: the spec worked example (base64 of raw bytes, not of the hex text)', async t => {
   t.equal(hexToBase64('ad9a3d0c8c2cfba776b5e8c80970f883'), 'rZo9DIws+6d2tejICXD4gw==')
   t.equal(hexToBase64('0ce0f6aa367a66b5'), 'DOD2qjZ6ZrU=')
@@ -57,7 +63,7 @@ t.test('a trace serializes to TraceInfoV3 and the traces.json document', async t
   t.equal(s.info.request_preview, '{"message":"hello"}')
   t.equal(s.info.response_preview, 'hi there', 'a string output previews as itself')
   t.match(s.info.execution_duration, /^\d+\.\d{9}s$/)
-  t.same(s.info.tags, { route: '/chat' })
+  t.same(s.info.tags, { route: '/chat', 'mlflow.traceName': 'POST /chat' }, 'the trace is named after its root')
   t.equal(s.info.trace_metadata['mlflow.trace_schema.version'], '3')
   t.equal(s.info.trace_metadata['mlflow.trace.user'], 'alice@example.com')
   t.same(JSON.parse(s.info.trace_metadata['mlflow.trace.tokenUsage']), { input_tokens: 3, output_tokens: 4, total_tokens: 7 })
@@ -74,6 +80,37 @@ t.test('a trace serializes to TraceInfoV3 and the traces.json document', async t
   t.equal(r.attributes['mlflow.spanInputs'], '{"message":"hello"}')
   t.equal(l.attributes['gen_ai.usage.input_tokens'], '3')
   t.same(r.status, { message: '', code: 'STATUS_CODE_OK' })
+
+  // Size stats: span sizes are their JSON's length (here ASCII: its bytes), percentiles as MLflow's.
+  const stats = JSON.parse(s.info.trace_metadata['mlflow.trace.sizeStats'])
+  t.same(Object.keys(stats), ['total_size_bytes', 'num_spans', 'max', 'p25', 'p50', 'p75'], 'TraceSizeStatsKey\'s fields')
+  t.equal(stats.num_spans, 3)
+  const { max, p50: median } = stats
+  const smallest = s.spansJson.length - '{"spans":[]}'.length - 2 - max - median
+  t.ok(smallest <= median && median <= max)
+  t.equal(stats.p25, Math.trunc((smallest + median) / 2))
+  t.equal(stats.p75, Math.trunc((median + max) / 2))
+  t.ok(stats.total_size_bytes > s.spansJson.length + JSON.stringify(s.info.tags).length, 'the total counts the spans and the TraceInfo')
+  t.equal(s.info.trace_metadata['mlflow.trace.sizeBytes'], String(stats.total_size_bytes), 'sizeBytes is the total')
+})
+
+t.test('the trace name is the root\'s final name; a tag set by the user wins; size stats are always computed', async t => {
+  const { tracer, ended } = collect()
+  const renamed = tracer.startSpan('GET (no route)')
+  renamed.updateName('GET /renamed')
+  renamed.end()
+  const named = tracer.startSpan('POST /chat')
+  named.trace.setTags({ 'mlflow.traceName': 'support chat' })
+  named.trace.setMetadata({ 'mlflow.trace.sizeStats': '{"num_spans":99}', 'mlflow.trace.sizeBytes': '1' })
+  named.end()
+  const [first, second] = ended.map(r => serializeTrace(r))
+  t.equal(first.info.tags['mlflow.traceName'], 'GET /renamed')
+  t.equal(second.info.tags['mlflow.traceName'], 'support chat')
+  const stats = JSON.parse(second.info.trace_metadata['mlflow.trace.sizeStats'])
+  t.equal(stats.num_spans, 1, 'MLflow waits for num_spans spans: the count is never taken from the user')
+  t.equal(stats.max, second.spansJson.length - '{"spans":[]}'.length, 'one span: it is the whole document but its brackets')
+  t.same([stats.p25, stats.p50, stats.p75], [stats.max, stats.max, stats.max])
+  t.not(second.info.trace_metadata['mlflow.trace.sizeBytes'], '1')
 })
 
 t.test('errors: ERROR status makes an ERROR trace; exceptions become events', async t => {
@@ -174,8 +211,8 @@ t.test('text JSON must escape survives the span document and the metadata', asyn
   odd.forEach((value, n) => t.equal(span.attributes[`k${n} "${value}"`], JSON.stringify(value), `odd text ${n}`))
   t.match(span.attributes, { negZero: '0', big: '1e+21', nan: 'null', pi: '3.14' })
   t.equal(span.status.message, odd[0])
-  t.same(first.info.trace_metadata, { 'mlflow.trace_schema.version': '3', deployment: 'a "b"', own: odd[2] })
-  t.same(second.info.trace_metadata, { 'mlflow.trace_schema.version': '3', deployment: 'overridden', own: odd[2] }, 'the trace\'s own metadata wins')
+  t.same(withoutSizes(first.info.trace_metadata), { 'mlflow.trace_schema.version': '3', deployment: 'a "b"', own: odd[2] })
+  t.same(withoutSizes(second.info.trace_metadata), { 'mlflow.trace_schema.version': '3', deployment: 'overridden', own: odd[2] }, 'the trace\'s own metadata wins')
   first.info.trace_metadata.deployment = 'changed by a sink'
   t.equal(serializeTrace(ended[0]).info.trace_metadata.deployment, 'a "b"', 'each trace gets its own metadata object')
 })

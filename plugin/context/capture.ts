@@ -1,6 +1,8 @@
 import { RawJson } from '../trace/json'
 
 const REDACTED = '[REDACTED]'
+/** Ends a captured body that was cut. */
+export const TRUNCATED = '…[truncated]'
 
 /** Which body fields are secrets, by name (any case). */
 export class Redactor {
@@ -57,8 +59,18 @@ export function capturePayload (payload: unknown, contentType: unknown, redactor
   return captureBody(text, redactor, maxChars)
 }
 
+/** JSON text with the secret fields it may name redacted; unreadable JSON that may name one is withheld whole. */
+export function redactJson (json: string, redactor: Redactor): string {
+  if (!redactor.mayApply(json)) return json
+  try {
+    return JSON.stringify(redactor.apply(JSON.parse(json)))
+  } catch {
+    return REDACTED
+  }
+}
+
 function capped (json: string, maxChars: number): string {
-  return json.length <= maxChars ? json : JSON.stringify(json.slice(0, maxChars) + '…[truncated]')
+  return json.length <= maxChars ? json : JSON.stringify(json.slice(0, maxChars) + TRUNCATED)
 }
 
 function redact (value: unknown, fields: ReadonlySet<string>, depth: number): unknown {

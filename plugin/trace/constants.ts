@@ -36,6 +36,10 @@ export const TraceMetadata = {
   USER: 'mlflow.trace.user',
   SESSION: 'mlflow.trace.session',
   TOKEN_USAGE: 'mlflow.trace.tokenUsage',
+  /** Trace and span sizes, JSON: MLflow reads `num_spans` to know when every span has arrived. */
+  SIZE_STATS: 'mlflow.trace.sizeStats',
+  /** The trace's size alone, kept by MLflow for older readers. */
+  SIZE_BYTES: 'mlflow.trace.sizeBytes',
   SOURCE_NAME: 'mlflow.source.name',
   SOURCE_TYPE: 'mlflow.source.type',
   GIT_COMMIT: 'mlflow.source.git.commit',

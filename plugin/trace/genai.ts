@@ -57,8 +57,43 @@ export function llmResponseAttributes (res: LlmResponse): Record<string, unknown
   if (res.usage !== undefined) {
     attributes[GenAi.INPUT_TOKENS] = res.usage.input_tokens
     attributes[GenAi.OUTPUT_TOKENS] = res.usage.output_tokens
-    attributes[SpanAttribute.TOKEN_USAGE] = { ...res.usage, total_tokens: res.usage.total_tokens ?? res.usage.input_tokens + res.usage.output_tokens }
+    attributes[SpanAttribute.TOKEN_USAGE] = { ...res.usage, total_tokens: totalTokens(res.usage) }
   }
-  if (res.outputs !== undefined) attributes[SpanAttribute.OUTPUTS] = res.outputs
+  if (res.outputs !== undefined) attributes[SpanAttribute.OUTPUTS] = chatCompletion(res)
   return attributes
+}
+
+/**
+ * A model's reply as OpenAI's chat completion, the shape MLflow's UI shows as a chat message
+ * (mlflow/types/chat.py ChatCompletionResponse): a string is one assistant message; a message
+ * (`role` and `content`, as mlflow/tracing/utils/truncation.py `_is_message` tells one) or an
+ * array of them are the choices. Anything else, a chat completion included, is kept as given.
+ */
+export function chatCompletion (res: LlmResponse): unknown {
+  const choices = choicesOf(res.outputs, res.finishReasons)
+  if (choices === undefined) return res.outputs
+  const completion: Record<string, unknown> = {}
+  if (res.id !== undefined) completion.id = res.id
+  completion.object = 'chat.completion'
+  if (res.model !== undefined) completion.model = res.model
+  completion.choices = choices
+  if (res.usage !== undefined) {
+    completion.usage = { prompt_tokens: res.usage.input_tokens, completion_tokens: res.usage.output_tokens, total_tokens: totalTokens(res.usage) }
+  }
+  return completion
+}
+
+function choicesOf (outputs: unknown, finishReasons: string[] | undefined): object[] | undefined {
+  const messages = typeof outputs === 'string'
+    ? [{ role: 'assistant', content: outputs }]
+    : isMessage(outputs) ? [outputs] : Array.isArray(outputs) && outputs.length > 0 && outputs.every(isMessage) ? outputs : undefined
+  return messages?.map((message, index) => ({ index, message, finish_reason: finishReasons?.[index] ?? null }))
+}
+
+function isMessage (value: unknown): boolean {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && 'role' in value && 'content' in value
+}
+
+export function totalTokens (usage: TokenUsage): number {
+  return usage.total_tokens ?? usage.input_tokens + usage.output_tokens
 }

@@ -2,7 +2,7 @@ import { context, SpanKind, SpanStatusCode, trace, type Attributes, type Context
 import { traceparentOf } from '../context/traceparent'
 import { FST_MLFLOW_INVALID_OPTION } from '../errors'
 import { SpanType, TraceMetadata } from './constants'
-import { llmRequestAttributes, type LlmRequest } from './genai'
+import { chatCompletion, llmRequestAttributes, type LlmRequest } from './genai'
 import type { MlflowSpan } from './span'
 import type { MlflowTracer } from './tracer'
 
@@ -32,7 +32,10 @@ export interface RequestTrace {
    * marks it ERROR and is rethrown. Its return value, if plain data, becomes the outputs unless outputs were set.
    */
   span: <T>(name: string, options: ChildSpanOptions, fn: (span: MlflowSpan) => T) => T
-  /** An LLM call: `gen_ai.*` request attributes now, `span.setLlmResponse(...)` for the result. */
+  /**
+   * An LLM call: `gen_ai.*` request attributes now, `span.setLlmResponse(...)` for the result. A
+   * plain-data return value becomes the outputs as `setLlmResponse` records them (a chat completion).
+   */
   llm: <T>(request: LlmRequest, fn: (span: MlflowSpan) => T) => T
   /** A tool call (span type TOOL). */
   tool: <T>(name: string, inputs: unknown, fn: (span: MlflowSpan) => T) => T
@@ -75,22 +78,27 @@ export class ActiveRequestTrace implements RequestTrace {
   }
 
   span<T> (name: string, options: ChildSpanOptions, fn: (span: MlflowSpan) => T): T {
-    const parent = this.currentContext()
-    const span = this.tracer.startSpan(name, { kind: options.kind, attributes: options.attributes }, parent)
-    span.setSpanType(options.type ?? SpanType.UNKNOWN)
-    if (options.inputs !== undefined) span.setInputs(options.inputs)
-    return context.with(trace.setSpan(parent, span), runInSpan<T>, undefined, span, fn)
+    return this.run(name, options, fn, undefined)
   }
 
   llm<T> (request: LlmRequest, fn: (span: MlflowSpan) => T): T {
     const operation = request.operation ?? 'chat'
-    return this.span(request.name ?? `${operation} ${request.model}`, {
+    return this.run(request.name ?? `${operation} ${request.model}`, {
       type: SpanType.LLM, kind: SpanKind.CLIENT, attributes: llmRequestAttributes(request, this.session) as Attributes
-    }, fn)
+    }, fn, llmOutputs)
   }
 
   tool<T> (name: string, inputs: unknown, fn: (span: MlflowSpan) => T): T {
     return this.span(name, { type: SpanType.TOOL, inputs }, fn)
+  }
+
+  /** @param outputs what a return value is recorded as, when it becomes the outputs */
+  private run<T> (name: string, options: ChildSpanOptions, fn: (span: MlflowSpan) => T, outputs: OutputsOf | undefined): T {
+    const parent = this.currentContext()
+    const span = this.tracer.startSpan(name, { kind: options.kind, attributes: options.attributes }, parent)
+    span.setSpanType(options.type ?? SpanType.UNKNOWN)
+    if (options.inputs !== undefined) span.setInputs(options.inputs)
+    return context.with(trace.setSpan(parent, span), runInSpan<T>, undefined, span, fn, outputs)
   }
 
   setTags (tags: Record<string, string>): void {
@@ -121,7 +129,13 @@ export class ActiveRequestTrace implements RequestTrace {
   resolveUser (): void {}
 }
 
-function runInSpan<T> (span: MlflowSpan, fn: (span: MlflowSpan) => T): T {
+type OutputsOf = (value: unknown) => unknown
+
+function llmOutputs (value: unknown): unknown {
+  return chatCompletion({ outputs: value })
+}
+
+function runInSpan<T> (span: MlflowSpan, fn: (span: MlflowSpan) => T, outputs: OutputsOf | undefined): T {
   let result: T
   try {
     result = fn(span)
@@ -130,16 +144,16 @@ function runInSpan<T> (span: MlflowSpan, fn: (span: MlflowSpan) => T): T {
     throw err
   }
   if (result instanceof Promise) {
-    return result.then(value => succeed(span, value), (err: unknown) => {
+    return result.then(value => succeed(span, value, outputs), (err: unknown) => {
       fail(span, err)
       throw err
     }) as T
   }
-  return succeed(span, result)
+  return succeed(span, result, outputs)
 }
 
-function succeed<T> (span: MlflowSpan, value: T): T {
-  if (isPlainData(value) && span.attributes['mlflow.spanOutputs'] === undefined) span.setOutputs(value)
+function succeed<T> (span: MlflowSpan, value: T, outputs: OutputsOf | undefined): T {
+  if (isPlainData(value) && span.attributes['mlflow.spanOutputs'] === undefined) span.setOutputs(outputs === undefined ? value : outputs(value))
   span.end()
   return value
 }

@@ -4,7 +4,7 @@ import {
   type SpanKind, type SpanStatus, type TimeInput
 } from '@opentelemetry/api'
 import { SpanAttribute, type SpanType } from './constants'
-import { llmResponseAttributes, type LlmResponse } from './genai'
+import { llmResponseAttributes, totalTokens, type LlmResponse } from './genai'
 import { RawJson, safeJson } from './json'
 import { newSpanIdHex } from './ids'
 import { nowNs, toNs } from './time'
@@ -83,8 +83,7 @@ export class MlflowSpan implements Span {
   }
 
   setTokenUsage (usage: TokenUsage): this {
-    const total = usage.total_tokens ?? usage.input_tokens + usage.output_tokens
-    return this.setAttribute(SpanAttribute.TOKEN_USAGE, { ...usage, total_tokens: total })
+    return this.setAttribute(SpanAttribute.TOKEN_USAGE, { ...usage, total_tokens: totalTokens(usage) })
   }
 
   /** An LLM call's result: response model and id, finish reasons, token usage, outputs. */
