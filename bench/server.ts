@@ -3,11 +3,13 @@
 // process.memoryUsage() and the tracing stats. Exits on SIGTERM / SIGINT, and when stdin closes if
 // BENCH_EXIT_ON_STDIN_END=1 (the runner sets it, so a killed runner leaves no server behind).
 import Fastify, { type FastifyInstance } from 'fastify'
-import fastifyMlflowTracing, { MemorySink, MlflowTracing } from '../plugin'
+import fastifyMlflowTracing, { MlflowTracing, type SerializedTrace, type TraceSink } from '../plugin'
+import { encodeOtlpSpans } from '../plugin/trace/otlp'
 
 // Diagnostic variants (not in the default run): bare-als is bare Fastify with AsyncLocalStorage in
-// use on every request; traced-sink-active-root is traced-sink with activeRootSpan: true.
-export const VARIANTS = ['bare', 'disabled', 'traced-sink', 'traced-mlflow', 'fastify-otel', 'outage', 'bare-als', 'traced-sink-active-root'] as const
+// use on every request; traced-sink-active-root is traced-sink with activeRootSpan: true;
+// traced-sink-artifact is traced-sink serializing as the artifact path does.
+export const VARIANTS = ['bare', 'disabled', 'traced-sink', 'traced-mlflow', 'fastify-otel', 'outage', 'bare-als', 'traced-sink-active-root', 'traced-sink-artifact'] as const
 export type Variant = typeof VARIANTS[number]
 
 const STATS_PATH = '/__stats'
@@ -18,6 +20,23 @@ function env (name: string): string {
   const value = process.env[name]
   if (value === undefined || value === '') throw new Error(`${name} must be set for this variant`)
   return value
+}
+
+/**
+ * Does a real export's serialization, without I/O: the TraceInfo's JSON (StartTraceV3's body) and
+ * the spans as OTLP/protobuf (the default path), or as the traces.json document (the artifact path).
+ * The document is written only if a sink reads it, so a sink that read nothing would skip span
+ * serialization altogether. The byte count keeps the work observable.
+ */
+class SerializingSink implements TraceSink {
+  bytes = 0
+
+  constructor (private readonly spans: 'otlp' | 'artifact') {}
+
+  async export (trace: SerializedTrace): Promise<void> {
+    const spans = this.spans === 'otlp' ? encodeOtlpSpans([trace.record]).length : trace.spansJson.length
+    this.bytes += JSON.stringify(trace.info).length + spans
+  }
 }
 
 async function registerFastifyOtel (app: FastifyInstance): Promise<void> {
@@ -63,8 +82,11 @@ async function build (variant: Variant): Promise<FastifyInstance> {
       break
     case 'traced-sink':
     case 'traced-sink-active-root':
+    case 'traced-sink-artifact':
       await app.register(fastifyMlflowTracing, {
-        tracing: new MlflowTracing({ sink: new MemorySink(false) }), ignore: STATS_PATH, activeRootSpan: variant === 'traced-sink-active-root'
+        tracing: new MlflowTracing({ sink: new SerializingSink(variant === 'traced-sink-artifact' ? 'artifact' : 'otlp') }),
+        ignore: STATS_PATH,
+        activeRootSpan: variant === 'traced-sink-active-root'
       })
       break
     case 'traced-mlflow':

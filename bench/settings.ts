@@ -1,0 +1,41 @@
+// The run's settings, from the environment:
+//   BENCH_DURATION (s, default 10), BENCH_WARMUP (s, 3), BENCH_OUTAGE_SEC (s, 60), BENCH_EXPORT_TRACES
+//   (1500), BENCH_SEQUENTIAL_MAX_SEC (150), BENCH_OUTAGE_RATE (req/s, 1000), BENCH_ROUNDS (2, the second
+//   in reverse order; each variant's best quiet round is reported, all are kept in results.json: on a
+//   2-core VM one round of the same server varies by up to ±25 %), BENCH_EXPORT_ALL_CONCURRENCY=1
+//   (measure concurrency 4 and 16 even when the default, 8, meets the target), BENCH_QUIET_WAIT_SEC
+//   (90: the most the run waits, in all, for other processes to go quiet before a measurement),
+//   BENCH_NOISE_RETRIES (1: how often a round disturbed by other processes is measured again),
+//   BENCH_VARIANTS (comma list), BENCH_SKIP (comma list of: variants, export, outage).
+// `--quick`: 3 s rounds, 10 s outage, 300 traces.
+import { resolve } from 'node:path'
+import type { Variant } from './server'
+
+export const repoRoot = resolve(__dirname, '..', '..')
+const quick = process.argv.includes('--quick')
+
+export function num (name: string, fallback: number, zeroOk = false): number {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!Number.isFinite(value) || value < 0 || (value === 0 && !zeroOk)) throw new Error(`${name} must be a positive number, got '${raw}'`)
+  return value
+}
+
+export const DURATION = num('BENCH_DURATION', quick ? 3 : 10)
+export const WARMUP = num('BENCH_WARMUP', 3)
+export const OUTAGE_SEC = num('BENCH_OUTAGE_SEC', quick ? 10 : 60)
+export const EXPORT_TRACES = Math.round(num('BENCH_EXPORT_TRACES', quick ? 300 : 1500))
+export const SEQUENTIAL_MAX_SEC = num('BENCH_SEQUENTIAL_MAX_SEC', 150)
+export const OUTAGE_RATE = Math.round(num('BENCH_OUTAGE_RATE', 1000))
+export const ROUNDS = Math.round(num('BENCH_ROUNDS', quick ? 1 : 2))
+export const NOISE_RETRIES = Math.round(num('BENCH_NOISE_RETRIES', 1, true))
+export const EXPORT_ALL_CONCURRENCY = process.env.BENCH_EXPORT_ALL_CONCURRENCY === '1'
+export const SKIP = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean))
+const ALL_VARIANTS: Variant[] = ['bare', 'disabled', 'traced-sink', 'traced-mlflow', 'fastify-otel']
+export const VARIANTS = process.env.BENCH_VARIANTS !== undefined && process.env.BENCH_VARIANTS !== ''
+  ? process.env.BENCH_VARIANTS.split(',') as Variant[]
+  : ALL_VARIANTS
+export const TARGETS: Partial<Record<Variant, number>> = { 'traced-sink': 0.85, 'traced-mlflow': 0.80 }
+export const EXPORT_RATIO_TARGET = 3
+export const LOAD = { connections: 100, pipelining: 10 }
