@@ -4,7 +4,7 @@
 // BENCH_EXIT_ON_STDIN_END=1 (the runner sets it, so a killed runner leaves no server behind).
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyMlflowTracing, { MlflowTracing, type SerializedTrace, type TraceSink } from '../plugin'
-import { encodeOtlpSpans } from '../plugin/trace/otlp'
+import { OtlpBatcher } from '../plugin/export/otlp-batcher'
 
 // Diagnostic variants (not in the default run): bare-als is bare Fastify with AsyncLocalStorage in
 // use on every request; traced-sink-active-root is traced-sink with activeRootSpan: true;
@@ -24,18 +24,19 @@ function env (name: string): string {
 
 /**
  * Does a real export's serialization, without I/O: the TraceInfo's JSON (StartTraceV3's body) and
- * the spans as OTLP/protobuf (the default path), or as the traces.json document (the artifact path).
- * The document is written only if a sink reads it, so a sink that read nothing would skip span
- * serialization altogether. The byte count keeps the work observable.
+ * the spans as OTLP/protobuf, batched as the default path batches them, or as the traces.json
+ * document (the artifact path). The byte count keeps the work observable.
  */
 class SerializingSink implements TraceSink {
   bytes = 0
+  private readonly batcher = new OtlpBatcher(async body => { this.bytes += body.length })
 
   constructor (private readonly spans: 'otlp' | 'artifact') {}
 
-  async export (trace: SerializedTrace): Promise<void> {
-    const spans = this.spans === 'otlp' ? encodeOtlpSpans([trace.record]).length : trace.spansJson.length
-    this.bytes += JSON.stringify(trace.info).length + spans
+  async export (trace: SerializedTrace, signal: AbortSignal): Promise<void> {
+    this.bytes += JSON.stringify(trace.info).length
+    if (this.spans === 'otlp') await this.batcher.add(trace.record, signal)
+    else this.bytes += trace.spansJson.length
   }
 }
 
