@@ -1,5 +1,6 @@
 import { serializeTrace, type SerializedTrace } from '../trace/serialize'
 import type { TraceRecord } from '../trace/trace-record'
+import { backoffDelay } from './backoff'
 import { MlflowHttpError } from './http'
 import { ThrottledWarnings, type Logger } from './logger'
 
@@ -167,7 +168,7 @@ export class ExportQueue {
     else if (attempt >= this.opts.maxAttempts) this.drop('retries_exhausted', trace.traceId, err.message)
     else {
       this.counts.retried++
-      return this.retryLater(trace, attempt, this.backoff(attempt, err.retryAfterMs))
+      return this.retryLater(trace, attempt, backoffDelay(this.opts, attempt, err.retryAfterMs))
     }
     this.settled()
   }
@@ -207,12 +208,6 @@ export class ExportQueue {
     this.loggedRejections.add(kind)
     this.logger.error({ traceId: trace.traceId, status: err.status, errorCode: err.errorCode, err: err.message },
       'MLflow server rejected a trace; further rejections of this kind are counted, not logged')
-  }
-
-  private backoff (attempt: number, retryAfterMs?: number): number {
-    if (retryAfterMs !== undefined) return Math.min(retryAfterMs, this.opts.maxBackoffMs)
-    const ceiling = Math.min(this.opts.initialBackoffMs * 2 ** (attempt - 1), this.opts.maxBackoffMs)
-    return ceiling / 2 + Math.random() * ceiling / 2
   }
 }
 
