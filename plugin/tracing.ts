@@ -8,7 +8,7 @@ import { ExportQueue, type ExportStats, type QueueOptions, type TraceSink } from
 import { TraceFeedback } from './feedback/feedback'
 import { FileFeedbackStore } from './feedback/file-store'
 import { MlflowFeedbackStore } from './feedback/mlflow-store'
-import { RecentTraces } from './feedback/recent-traces'
+import { PendingTraces } from './feedback/pending-traces'
 import type { FeedbackStore } from './feedback/store'
 import { distributedTracingMode, type DistributedTracing } from './trace/distributed'
 import { MlflowTracer } from './trace/tracer'
@@ -65,11 +65,11 @@ export class MlflowTracing {
     } else {
       this.destination = 'a custom sink'
     }
-    this.queue = new ExportQueue(sink as TraceSink, this.logger, opts.queue)
-    const recent = new RecentTraces()
-    this.feedback = new TraceFeedback(feedbackStore, recent)
+    const pending = new PendingTraces()
+    this.feedback = new TraceFeedback(feedbackStore, pending)
+    this.queue = new ExportQueue(feedbackStore === undefined ? sink as TraceSink : pending.settling(sink as TraceSink), this.logger, opts.queue)
     this.tracer = new MlflowTracer(trace => {
-      recent.add(trace.id)
+      if (feedbackStore !== undefined) pending.add(trace.id)
       this.queue.push(trace)
     }, distributedTracingMode(opts.distributedTracing, env),
       () => this.mlflowSink?.canJoin ?? true)

@@ -3,7 +3,7 @@ import type { BackoffOptions } from '../export/backoff'
 import type { AssessmentJson } from '../export/client'
 import { AGAIN, untilDeadline } from './deadline'
 import { checkInput, checkName, checkTraceId, type FeedbackInput } from './input'
-import type { RecentTraces } from './recent-traces'
+import type { PendingTraces } from './pending-traces'
 import type { FeedbackStore, FeedbackTarget } from './store'
 
 export interface FeedbackOptions {
@@ -37,7 +37,7 @@ export class TraceFeedback {
   /** One call at a time per (user, trace, name) in this process, so two quick ratings cannot both create. */
   private readonly running = new Map<string, Promise<unknown>>()
 
-  constructor (private readonly store: FeedbackStore | undefined, private readonly recent: RecentTraces) {}
+  constructor (private readonly store: FeedbackStore | undefined, private readonly pending: PendingTraces) {}
 
   /** Stores the feedback, or updates this user's earlier one of the same name; resolves with its assessment id. */
   async record (user: string | undefined, input: FeedbackInput, options: FeedbackOptions = {}): Promise<FeedbackResult> {
@@ -70,7 +70,7 @@ export class TraceFeedback {
   }
 
   /**
-   * Finds the trace (waiting while this process has ended it but it is not stored yet), checks its
+   * Finds the trace (waiting while this process has ended it but not exported it yet), checks its
    * user, then runs `write`; all of it again on a retryable failure, so that a write that reached
    * the server before failing is found, not repeated.
    */
@@ -78,11 +78,9 @@ export class TraceFeedback {
     const store = this.store
     if (store === undefined) throw new FST_MLFLOW_FEEDBACK_UNDELIVERED(traceId, 'a custom sink stores no feedback')
     return await untilDeadline(traceId, timeoutOf(options), RETRY, 'the trace is not exported yet', async signal => {
+      if (this.pending.has(traceId)) return AGAIN
       const target = await store.target(traceId, signal)
-      if (target === undefined) {
-        if (this.recent.has(traceId)) return AGAIN
-        throw new FST_MLFLOW_TRACE_NOT_FOUND(traceId)
-      }
+      if (target === undefined) throw new FST_MLFLOW_TRACE_NOT_FOUND(traceId)
       // A trace without a user belongs to nobody: only anonymous feedback matches it.
       if (options.allowOtherUsers !== true && target.user !== user) throw new FST_MLFLOW_NOT_TRACE_USER(traceId)
       return await write(store, target, signal)
