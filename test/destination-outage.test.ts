@@ -2,23 +2,11 @@
 // coming: none is lost, and none is charged attempts for the time the server was down.
 import { execFile } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { MlflowTracing } from '../plugin/tracing'
-import { recordingLogger } from './helpers/fake-server'
-
-async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
-}
+import { closedPort, recordingLogger } from './helpers/fake-server'
 
 async function pythonCount (python: string, uri: string, experimentId: string): Promise<string[]> {
   const code = `import json, mlflow
@@ -41,7 +29,7 @@ t.test('the tracking server killed and restarted on the same port and database: 
   const { startMlflowServer } = await import('../scripts/mlflow-server.mjs')
   const dir = await mkdtemp(join(tmpdir(), 'mlflow-outage-'))
   t.teardown(async () => await rm(dir, { recursive: true, force: true }))
-  const port = await freePort()
+  const port = await closedPort()
   let server = await startMlflowServer({ port, dir })
   t.teardown(async () => await server.stop())
 
