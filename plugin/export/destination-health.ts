@@ -61,7 +61,8 @@ export class DestinationHealth {
   }
 
   private schedule (ms: number): void {
-    this.timer = setTimeout(this.check, Math.min(ms, this.backoff.maxBackoffMs))
+    // Probing alone does not keep a process alive that has nothing else to do (shutdown() spools or counts what waits).
+    this.timer = setTimeout(this.check, Math.min(ms, this.backoff.maxBackoffMs)).unref()
   }
 
   private readonly check = (): void => {
