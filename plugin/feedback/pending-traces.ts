@@ -34,6 +34,8 @@ export class PendingTraces {
         if (!(err instanceof MlflowHttpError && err.retryable)) this.ids.delete(trace.traceId)
         throw err
       }),
+      // The queue probes a destination that is down through its sink: the probe must get through.
+      probe: sink.probe === undefined ? undefined : async signal => { await sink.probe?.(signal) },
       close: sink.close === undefined ? undefined : async () => { await sink.close?.() }
     }
   }
