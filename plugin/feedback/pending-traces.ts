@@ -34,7 +34,9 @@ export class PendingTraces {
         if (!(err instanceof MlflowHttpError && err.retryable)) this.ids.delete(trace.traceId)
         throw err
       }),
-      close: sink.close === undefined ? undefined : async () => { await sink.close?.() }
+      // Every other member of TraceSink, as the sink's own.
+      probe: sink.probe?.bind(sink),
+      close: sink.close?.bind(sink)
     }
   }
 }
