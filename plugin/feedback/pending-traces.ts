@@ -34,9 +34,9 @@ export class PendingTraces {
         if (!(err instanceof MlflowHttpError && err.retryable)) this.ids.delete(trace.traceId)
         throw err
       }),
-      // Every other member of TraceSink, as the sink's own.
-      probe: sink.probe?.bind(sink),
-      close: sink.close?.bind(sink)
+      // The queue probes a destination that is down through its sink: the probe must get through.
+      probe: sink.probe === undefined ? undefined : async signal => { await sink.probe?.(signal) },
+      close: sink.close === undefined ? undefined : async () => { await sink.close?.() }
     }
   }
 }
