@@ -59,7 +59,7 @@ function chatTraced (t: Test, seen: any): void {
 }
 
 t.test('the tarball holds the built entry points and their types, not the sources', async t => {
-  for (const file of ['package.json', 'dist/plugin/index.js', 'dist/plugin/index.d.ts', 'dist/plugin/types.d.ts', 'esm/index.mjs', 'esm/index.d.mts']) {
+  for (const file of ['package.json', 'dist/plugin/index.js', 'dist/plugin/index.d.ts', 'dist/plugin/fastify/types.d.ts', 'esm/index.mjs', 'esm/index.d.mts']) {
     t.ok(packed.includes(file), file)
   }
   t.same(packed.filter(f => f.startsWith('test/') || f.startsWith('plugin/') || f.startsWith('scripts/') || (f.endsWith('.ts') && !f.endsWith('.d.ts'))), [],
@@ -103,11 +103,11 @@ t.test('TypeScript applications type-check against the declarations, merged Fast
       throw new Error(`tsc ${file} failed:\n${(e.stdout ?? '').split('\n').filter(l => l.includes('error')).join('\n')}`)
     }
   }
-  const entry = (files: string[]): string[] => files.filter(f => f.startsWith(installed + '/') && /\/(esm\/index\.d\.mts|dist\/plugin\/(index|types)\.d\.ts)$/.test(f))
+  const entry = (files: string[]): string[] => files.filter(f => f.startsWith(installed + '/') && /\/(esm\/index\.d\.mts|dist\/plugin\/(index|fastify\/types)\.d\.ts)$/.test(f))
     .map(f => f.slice(installed.length + 1)).sort()
 
   // One tsc per file: each must find the merged types through its own entry point.
   const [cts, mts] = await Promise.all([check('consumer.cts'), check('consumer.mts')])
-  t.same(entry(cts), ['dist/plugin/index.d.ts', 'dist/plugin/types.d.ts'], 'a CommonJS consumer (.cts) compiles against the "require" types')
-  t.same(entry(mts), ['dist/plugin/index.d.ts', 'dist/plugin/types.d.ts', 'esm/index.d.mts'], 'an ES module consumer (.mts) compiles against the "import" types')
+  t.same(entry(cts), ['dist/plugin/fastify/types.d.ts', 'dist/plugin/index.d.ts'], 'a CommonJS consumer (.cts) compiles against the "require" types')
+  t.same(entry(mts), ['dist/plugin/fastify/types.d.ts', 'dist/plugin/index.d.ts', 'esm/index.d.mts'], 'an ES module consumer (.mts) compiles against the "import" types')
 })

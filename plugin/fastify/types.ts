@@ -1,7 +1,11 @@
-import type { RouteTracingConfig } from './options'
-import type { RequestTrace } from './trace/request-trace'
-import type { MlflowTracing, MlflowTracingStats } from './tracing'
-import type { LifecycleCounters } from './lifecycle'
+import type { FastifyRequest } from 'fastify'
+import type { RequestTracingOptions, RouteTracingConfig } from '../core/options'
+import type { LifecycleCounters } from '../core/problems'
+import type { RequestTrace } from '../trace/request-trace'
+import type { MlflowTracing, MlflowTracingStats } from '../tracing'
+
+/** The plugin's options: the per-request functions get the Fastify request. */
+export interface FastifyMlflowTracingOptions extends RequestTracingOptions<FastifyRequest> {}
 
 /** The app-level handle: `app.mlflowTracing`. */
 export interface FastifyMlflowTracing {
