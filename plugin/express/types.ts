@@ -1,0 +1,32 @@
+import type { ErrorRequestHandler, Request, RequestHandler } from 'express'
+import type { RequestTracingOptions } from '../core/options'
+import type { LifecycleCounters } from '../core/problems'
+import type { RequestTrace } from '../trace/request-trace'
+import type { MlflowTracing, MlflowTracingStats } from '../tracing'
+
+/** The middleware's options: those of the Fastify plugin, the per-request functions getting the Express request. */
+export interface ExpressMlflowTracingOptions extends RequestTracingOptions<Request> {}
+
+/** `mlflowTracing(options)`: the middleware, with what an app needs around it. */
+export interface ExpressMlflowTracing extends RequestHandler {
+  /** After the routes: records a route's exception on its trace, then passes it on to Express. */
+  readonly errorHandler: ErrorRequestHandler
+  /** The trace client: its tracer, client (when a server is configured), flush and shutdown. */
+  readonly tracing: MlflowTracing
+  /** Checks the destination, as the Fastify plugin does at registration: bad credentials or a missing experiment reject. */
+  ready: () => Promise<void>
+  /** Export counters plus request-time problems the middleware absorbed. */
+  stats: () => MlflowTracingStats & LifecycleCounters
+  /** On SIGTERM, once the server stopped taking requests: exports what is queued, within `flushTimeoutMs`. False if time ran out. */
+  close: () => Promise<boolean>
+}
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /** This request's MLflow trace; a no-op handle (`traced: false`) when it is not traced. */
+      mlflow: RequestTrace
+    }
+  }
+}
