@@ -54,10 +54,21 @@ export interface Adapter {
   name: 'fastify' | 'express'
   /** The app with tracing in place; with no `tracing` or destination option, traces go to a MemorySink. */
   build: (t: Test, opts?: RequestTracingOptions<any>) => NeutralApp
+  /** Sets tracing up with `opts` as an app would, and tears it down: rejects where the options are refused. */
+  validate: (opts: RequestTracingOptions<any>) => Promise<void>
 }
 
 const fastifyAdapter: Adapter = {
   name: 'fastify',
+  async validate (opts) {
+    const app = Fastify()
+    app.register(fastifyMlflowTracing, withSink(opts, new MemorySink()))
+    try {
+      await app.ready()
+    } finally {
+      await app.close().catch(() => {})
+    }
+  },
   build (t, opts = {}) {
     const sink = new MemorySink()
     const app = Fastify({ logger: false, forceCloseConnections: true })
@@ -98,6 +109,9 @@ const fastifyAdapter: Adapter = {
 
 const expressAdapter: Adapter = {
   name: 'express',
+  async validate (opts) {
+    await mlflowTracing(withSink(opts, new MemorySink())).close()
+  },
   build (t, opts = {}) {
     const sink = new MemorySink()
     const tracing: ExpressMlflowTracing = mlflowTracing({ logger: silentLogger, ...withSink(opts, sink) })
