@@ -31,6 +31,8 @@ export type Handler = (req: NeutralRequest, reply: NeutralReply) => unknown
 export type StreamHandler = (req: NeutralRequest, out: { write: (chunk: string) => void, end: () => void, fail: (err: Error) => void }) => void
 
 export interface NeutralApp {
+  /** The app itself, so that `const { app, one } = adapter.build(t)` reads like the Fastify-only `buildApp`. */
+  readonly app: NeutralApp
   get: (path: string, handler: Handler) => void
   post: (path: string, handler: Handler) => void
   /** GET `path` answers `text/event-stream` written by `handler`. */
@@ -41,6 +43,8 @@ export interface NeutralApp {
   inject: (opts: InjectOptions | string) => Promise<Injected>
   /** Listens on 127.0.0.1 for real HTTP; returns the base URL. */
   listen: () => Promise<string>
+  /** Tracing set up as at the app's start (Fastify registers plugins then; Express middleware is built at once). */
+  ready: () => Promise<void>
   /** Closes the app (flushing its traces); once, however often called. */
   close: () => Promise<void>
   stats: () => ReturnType<MlflowTracing['stats']> & { invalidSessions: number, hookErrors: number }
@@ -188,7 +192,7 @@ function withSink (opts: RequestTracingOptions<any>, sink: MemorySink): RequestT
   return hasDestination ? opts : { tracing: new MlflowTracing({ sink, logger: silentLogger }), ...opts }
 }
 
-type Parts = Omit<NeutralApp, 'traces' | 'one'> & { ready: () => Promise<void> }
+type Parts = Omit<NeutralApp, 'traces' | 'one' | 'app'>
 
 function finish (parts: Parts): NeutralApp {
   const traces = async (): Promise<ParsedTrace[]> => {
@@ -196,9 +200,9 @@ function finish (parts: Parts): NeutralApp {
     await parts.tracing().flush(2000)
     return parts.sink.traces.map(parseTrace)
   }
-  const { ready: _ready, ...app } = parts
-  return {
-    ...app,
+  const app: NeutralApp = {
+    ...parts,
+    get app () { return app },
     traces,
     one: async () => {
       const all = await traces()
@@ -206,4 +210,5 @@ function finish (parts: Parts): NeutralApp {
       return all[0]
     }
   }
+  return app
 }
