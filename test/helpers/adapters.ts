@@ -1,11 +1,10 @@
 // The adapter table: the suites that must hold for the Fastify plugin and the Express middleware
 // alike build their app through one of these, with routes written once in a neutral form.
-import type { IncomingHttpHeaders, Server } from 'node:http'
+import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { PassThrough } from 'node:stream'
 import express, { type NextFunction, type Request, type Response } from 'express'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
-import inject, { type InjectOptions, type Response as Injected } from 'light-my-request'
 import type { Test } from 'tap'
 import fastifyMlflowTracing, { MemorySink, MlflowTracing, type RequestTrace, type RequestTracingOptions } from '../../plugin/index'
 import { mlflowTracing, type ExpressMlflowTracing } from '../../plugin/express/index'
@@ -28,18 +27,39 @@ export interface NeutralReply {
 
 export type Handler = (req: NeutralRequest, reply: NeutralReply) => unknown
 /** A streamed text body: headers go out first, then chunks as the handler writes them. */
-export type StreamHandler = (req: NeutralRequest, out: { write: (chunk: string) => void, end: () => void, fail: (err: Error) => void }) => void
+export interface StreamOut {
+  write: (chunk: string) => void
+  end: () => void
+  /** The stream failed after its headers went out (Fastify: the body stream errors; Express: next(err)). */
+  fail: (err: Error) => void
+}
+export type StreamHandler = (req: NeutralRequest, out: StreamOut) => void
+
+/** A request as the Fastify tests write it for `app.inject`. */
+export interface InjectOptions {
+  method?: string
+  url: string
+  headers?: OutgoingHttpHeaders
+  payload?: unknown
+}
+
+export interface Injected {
+  statusCode: number
+  headers: IncomingHttpHeaders
+  body: string
+  json: () => any
+}
 
 export interface NeutralApp {
   /** The app itself, so that `const { app, one } = adapter.build(t)` reads like the Fastify-only `buildApp`. */
   readonly app: NeutralApp
   get: (path: string, handler: Handler) => void
   post: (path: string, handler: Handler) => void
-  /** GET `path` answers `text/event-stream` written by `handler`. */
-  stream: (path: string, handler: StreamHandler) => void
+  /** `path` answers `text/event-stream` written by `handler`. */
+  stream: (method: 'GET' | 'POST', path: string, handler: StreamHandler) => void
   /** Authentication that runs after tracing starts and before the routes (sets `req.user`). */
   auth: (fn: (req: NeutralRequest) => void) => void
-  /** An in-process request (light-my-request), routes declared so far. */
+  /** A request to the app: Fastify's inject; real HTTP for Express (light-my-request rewires Express's prototypes process-wide). */
   inject: (opts: InjectOptions | string) => Promise<Injected>
   /** Listens on 127.0.0.1 for real HTTP; returns the base URL. */
   listen: () => Promise<string>
@@ -86,8 +106,8 @@ const fastifyAdapter: Adapter = {
       sink,
       get: (path, handler) => { app.get(path, handle(handler)) },
       post: (path, handler) => { app.post(path, handle(handler)) },
-      stream: (path, handler) => {
-        app.get(path, async (req, reply) => {
+      stream: (method, path, handler) => {
+        app.route({ method, url: path, handler: async (req, reply) => {
           const body = new PassThrough()
           reply.header('content-type', 'text/event-stream')
           setImmediate(() => {
@@ -98,7 +118,7 @@ const fastifyAdapter: Adapter = {
             })
           })
           return await reply.send(body)
-        })
+        } })
       },
       auth: fn => { app.addHook('preHandler', async req => { fn(req as unknown as NeutralRequest) }) },
       inject: async opts => { await ready(); return await app.inject(opts as any) as unknown as Injected },
@@ -126,10 +146,16 @@ const expressAdapter: Adapter = {
     const routes = express.Router()
     app.use(routes)
     app.use(tracing.errorHandler)
-    app.use((err: Error & { status?: number }, _req: Request, res: Response, _next: NextFunction) => {
-      res.status(err.status ?? 500).json({ message: err.message })
+    app.use((err: Error & { status?: number, statusCode?: number }, _req: Request, res: Response, next: NextFunction) => {
+      // Once a stream's headers went out, only Express's own handler can end it (it destroys the socket).
+      if (res.headersSent) return next(err)
+      res.status(err.status ?? err.statusCode ?? 500).json({ message: err.message })
     })
     let server: Server | undefined
+    let listening: Promise<string> | undefined
+    const listen = async (): Promise<string> => await (listening ??= new Promise(resolve => {
+      const s = server = app.listen(0, '127.0.0.1', () => { resolve(`http://127.0.0.1:${(s.address() as AddressInfo).port}`) })
+    }))
     let closed: Promise<void> | undefined
     const close = async (): Promise<void> => {
       await (closed ??= (async () => {
@@ -154,24 +180,20 @@ const expressAdapter: Adapter = {
       sink,
       get: (path, handler) => { routes.get(path, handle(handler)) },
       post: (path, handler) => { routes.post(path, handle(handler)) },
-      stream: (path, handler) => {
-        routes.get(path, (req, res) => {
+      stream: (method, path, handler) => {
+        routes[method === 'GET' ? 'get' : 'post'](path, (req, res, next) => {
           res.setHeader('content-type', 'text/event-stream')
           res.flushHeaders()
           handler(req as unknown as NeutralRequest, {
             write: chunk => { res.write(chunk) },
             end: () => { res.end() },
-            fail: err => { res.destroy(err) }
+            fail: err => { next(err) }
           })
         })
       },
       auth: fn => { routes.use((req, _res, next) => { fn(req as unknown as NeutralRequest); next() }) },
-      inject: async opts => await inject(app, opts),
-      listen: async () => {
-        const s = server = app.listen(0, '127.0.0.1')
-        await new Promise(resolve => s.once('listening', resolve))
-        return `http://127.0.0.1:${(s.address() as AddressInfo).port}`
-      },
+      inject: async opts => await send(await listen(), typeof opts === 'string' ? { url: opts } : opts),
+      listen,
       close,
       stats: () => tracing.stats(),
       tracing: () => tracing.tracing,
@@ -185,6 +207,23 @@ export const adapters: Adapter[] = [fastifyAdapter, expressAdapter]
 /** Runs `suite` once per adapter, as a subtest named after it. */
 export function forEachAdapter (t: Test, suite: (t: Test, adapter: Adapter) => Promise<void> | void): void {
   for (const adapter of adapters) t.test(adapter.name, async t => { await suite(t, adapter) })
+}
+
+/** One HTTP/1.1 request, a fresh connection each, answered as `app.inject` answers. */
+async function send (base: string, opts: InjectOptions): Promise<Injected> {
+  const json = opts.payload !== undefined && typeof opts.payload !== 'string'
+  const body = opts.payload === undefined ? undefined : json ? JSON.stringify(opts.payload) : String(opts.payload)
+  const headers: OutgoingHttpHeaders = { ...(json ? { 'content-type': 'application/json' } : {}), ...opts.headers }
+  return await new Promise((resolve, reject) => {
+    const req = httpRequest(base + opts.url, { method: opts.method ?? 'GET', headers, agent: false }, res => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => { text += chunk })
+      res.on('end', () => { resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: text, json: () => JSON.parse(text) }) })
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
 }
 
 function withSink (opts: RequestTracingOptions<any>, sink: MemorySink): RequestTracingOptions<any> {
