@@ -6,8 +6,9 @@
 //   (measure concurrency 4 and 16 even when the default, 8, meets the target), BENCH_QUIET_WAIT_SEC
 //   (90: the most the run waits, in all, for other processes to go quiet before a measurement),
 //   BENCH_NOISE_RETRIES (1: how often a round disturbed by other processes is measured again),
-//   BENCH_VARIANTS (comma list), BENCH_SKIP (comma list of: variants, export, outage).
-// `--quick`: 3 s rounds, 10 s outage, 300 traces.
+//   BENCH_VARIANTS (comma list), BENCH_SKIP (comma list of: variants, export, outage, capacity),
+//   BENCH_CAPACITY_SEC (15), BENCH_CAPACITY_RATES (req/s, 2000,5000), BENCH_CAPACITY_DELAYS (backend ms, 0,50).
+// `--quick`: 3 s rounds, 10 s outage, 300 traces, 5 s capacity runs.
 import { resolve } from 'node:path'
 import type { Variant } from './server'
 
@@ -39,3 +40,15 @@ export const VARIANTS = process.env.BENCH_VARIANTS !== undefined && process.env.
 export const TARGETS: Partial<Record<Variant, number>> = { 'traced-sink': 0.85, 'traced-mlflow': 0.80 }
 export const EXPORT_RATIO_TARGET = 3
 export const LOAD = { connections: 100, pipelining: 10 }
+
+function numList (name: string, fallback: number[]): number[] {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const values = raw.split(',').map(Number)
+  if (values.some(v => !Number.isFinite(v) || v < 0)) throw new Error(`${name} must be a comma list of numbers ≥ 0, got '${raw}'`)
+  return values
+}
+
+export const CAPACITY_SEC = num('BENCH_CAPACITY_SEC', quick ? 5 : 15)
+export const CAPACITY_RATES = numList('BENCH_CAPACITY_RATES', [2000, 5000])
+export const CAPACITY_DELAYS = numList('BENCH_CAPACITY_DELAYS', [0, 50])

@@ -7,8 +7,8 @@ import { NOOP_REQUEST_TRACE } from './trace/noop-request-trace'
 import type { RequestTrace } from './trace/request-trace'
 
 const plugin: FastifyPluginAsync<FastifyMlflowTracingOptions> = async (fastify, opts) => {
-  const { settings, tracing, core, stats, close } = setUpTracing(opts, fastify.log, { requestId: request => String(request.id) })
-  fastify.decorate('mlflowTracing', { tracing, stats })
+  const { settings, tracing, core, stats, close, feedback, deleteFeedback } = setUpTracing(opts, fastify.log, { requestId: request => String(request.id) })
+  fastify.decorate('mlflowTracing', { tracing, stats, feedback, deleteFeedback })
   fastify.addHook('onClose', async function flushTraces () { await close() })
 
   if (core === undefined) {
@@ -44,9 +44,12 @@ export type { LifecycleCounters } from './core/problems'
 export { GenAi } from './trace/genai'
 export { DeploymentMetadata } from './context/deployment'
 export { MlflowTracing, type MlflowTracingOptions, type MlflowTracingStats } from './tracing'
-export { MlflowClient, type StoredTraceInfo, type Experiment, type SearchRequest } from './export/client'
+export { MlflowClient, type AssessmentJson, type StoredTraceInfo, type Experiment, type SearchRequest } from './export/client'
 export { findTraces, traceFilter, type TraceQuery } from './export/search'
 export { MlflowHttpError } from './export/http'
+export { TraceFeedback, type FeedbackOptions, type FeedbackResult } from './feedback/feedback'
+export type { FeedbackInput, FeedbackValue } from './feedback/input'
+export { readTracesFile } from './feedback/trace-file'
 export type { DestinationOptions } from './export/config'
 export type { SpanUploadOption } from './export/span-upload'
 export type { QueueOptions, ExportStats, DropReason, TraceSink } from './export/queue'
@@ -58,4 +61,7 @@ export { MlflowTracer } from './trace/tracer'
 export { TraceRecord } from './trace/trace-record'
 export { SpanType, SpanAttribute, TraceMetadata, TraceTag } from './trace/constants'
 export type { SerializedTrace, TraceInfoJson } from './trace/serialize'
-export { FST_MLFLOW_INVALID_OPTION, FST_MLFLOW_SERVER_REJECTED, FST_MLFLOW_TRACE_FINALIZED, FST_MLFLOW_UNSUPPORTED_SERVER } from './errors'
+export {
+  FST_MLFLOW_INVALID_OPTION, FST_MLFLOW_SERVER_REJECTED, FST_MLFLOW_TRACE_FINALIZED, FST_MLFLOW_UNSUPPORTED_SERVER,
+  FST_MLFLOW_INVALID_FEEDBACK, FST_MLFLOW_TRACE_NOT_FOUND, FST_MLFLOW_NOT_TRACE_USER, FST_MLFLOW_NO_TRUSTED_USER, FST_MLFLOW_FEEDBACK_UNDELIVERED
+} from './errors'

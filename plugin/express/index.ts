@@ -12,14 +12,14 @@ import type { ExpressMlflowTracing, ExpressMlflowTracingOptions } from './types'
  */
 export function mlflowTracing (opts: ExpressMlflowTracingOptions = {}): ExpressMlflowTracing {
   const logger = opts.logger ?? stderrLogger
-  const { tracing, core, stats, close } = setUpTracing(opts, logger, expressRequests)
+  const { tracing, core, stats, close, feedback, deleteFeedback } = setUpTracing(opts, logger, expressRequests)
   let started: Promise<void> | undefined
   const ready = async (): Promise<void> => { await (started ??= core === undefined ? Promise.resolve() : tracing.start()) }
   // Started now, so that a server that is never awaited still says where traces go.
   ready().catch((err: Error) => { logger.error({ err: err.message }, 'MLflow tracing: the destination refused the configuration') })
 
   const { middleware, errorHandler } = core === undefined ? untraced() : expressMiddleware(core)
-  return Object.assign(middleware, { errorHandler, tracing, ready, stats, close })
+  return Object.assign(middleware, { errorHandler, tracing, ready, stats, close, feedback, deleteFeedback })
 }
 
 /** Off: a handle that does nothing, so route code runs unchanged. */
@@ -38,6 +38,8 @@ export type { ExpressMlflowTracing, ExpressMlflowTracingOptions } from './types'
 export type { RequestTrace, ChildSpanOptions } from '../trace/request-trace'
 export type { LlmRequest, LlmResponse } from '../trace/genai'
 export type { LifecycleCounters } from '../core/problems'
+export type { FeedbackOptions, FeedbackResult } from '../feedback/feedback'
+export type { FeedbackInput, FeedbackValue } from '../feedback/input'
 export { GenAi } from '../trace/genai'
 export { MlflowTracing, type MlflowTracingOptions, type MlflowTracingStats } from '../tracing'
 export { MemorySink } from '../export/memory-sink'

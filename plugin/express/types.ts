@@ -1,6 +1,8 @@
 import type { ErrorRequestHandler, Request, RequestHandler } from 'express'
 import type { RequestTracingOptions } from '../core/options'
 import type { LifecycleCounters } from '../core/problems'
+import type { FeedbackOptions, FeedbackResult } from '../feedback/feedback'
+import type { FeedbackInput } from '../feedback/input'
 import type { RequestTrace } from '../trace/request-trace'
 import type { MlflowTracing, MlflowTracingStats } from '../tracing'
 
@@ -19,6 +21,13 @@ export interface ExpressMlflowTracing extends RequestHandler {
   stats: () => MlflowTracingStats & LifecycleCounters
   /** On SIGTERM, once the server stopped taking requests: exports what is queued, within `flushTimeoutMs`. False if time ran out. */
   close: () => Promise<boolean>
+  /**
+   * Records the end user's feedback on a trace as a HUMAN assessment from the user resolved for
+   * *this* request, with the coded errors of the Fastify plugin's `app.mlflowTracing.feedback`.
+   */
+  feedback: (req: Request, input: FeedbackInput, options?: FeedbackOptions) => Promise<FeedbackResult>
+  /** Deletes this request's user's feedback of that name (default `user_feedback`); false if there was none. */
+  deleteFeedback: (req: Request, input: { traceId: string, name?: string }, options?: FeedbackOptions) => Promise<boolean>
 }
 
 declare global {
