@@ -17,7 +17,7 @@ export function endTrace<R extends CoreRequest> (state: TracedRequest<R>, status
     const route = resolveContext(state)
     if (state.streamed !== undefined) problems.guard(() => { state.output ??= state.streamed?.captured() })
     // The framework's own 404 body repeats the URL, query string (and any token in it) included.
-    if (state.output !== undefined && route !== undefined && root.attributes[SpanAttribute.OUTPUTS] === undefined) {
+    if (state.output !== undefined && state.capture && route !== undefined && root.attributes[SpanAttribute.OUTPUTS] === undefined) {
       root.setOutputs(state.output.value)
       root.trace.responsePreview ??= state.output.preview
     }
@@ -54,7 +54,7 @@ function resolveContext<R extends CoreRequest> (state: TracedRequest<R>): string
   }
   if (typeof metadata === 'function') problems.guard(() => { defaults(record.metadata, metadata(request)) })
   if (typeof tags === 'function') problems.guard(() => { defaults(record.tags, tags(request)) })
-  if (state.plan.capture) {
+  if (state.capture) {
     problems.guard(() => {
       const input = captureBody(request.body, settings.redactor, settings.maxBodyChars)
       if (input === undefined) return

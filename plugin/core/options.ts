@@ -68,6 +68,17 @@ export interface RouteTracingConfig {
   captureBody?: boolean
 }
 
+/** A route's tracing config, checked as the route is declared (Express's `tracing.route(config)`). */
+export function validateRouteConfig (config: RouteTracingConfig): void {
+  const { spanType, captureBody } = config
+  if (spanType !== undefined && (typeof spanType !== 'string' || spanType.trim() === '')) {
+    throw new FST_MLFLOW_INVALID_OPTION('spanType', `expected one of ${Object.values(SpanType).join(', ')}, got ${describe(spanType)}`)
+  }
+  if (captureBody !== undefined && typeof captureBody !== 'boolean') {
+    throw new FST_MLFLOW_INVALID_OPTION('captureBody', `expected a boolean, got ${describe(captureBody)}`)
+  }
+}
+
 const SECRET_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-forwarded-access-token', 'x-api-key']
 const SECRET_FIELDS = ['password', 'passwd', 'secret', 'token', 'access_token', 'refresh_token', 'id_token', 'api_key', 'apikey',
   'authorization', 'cookie', 'client_secret', 'private_key']

@@ -23,11 +23,14 @@ export class TracedRequest<R extends CoreRequest> extends ActiveRequestTrace {
   /** A streamed body's text, gathered as it is sent; it becomes `output` when the trace ends. */
   streamed: StreamText | undefined = undefined
   ended = false
+  /** Whether bodies are recorded: the route's plan, unless an Express route says otherwise. */
+  capture: boolean
   private userResolved = false
 
   constructor (readonly core: TraceCore<R>, root: MlflowSpan, parent: Context, readonly request: R, readonly response: CoreResponse,
     readonly plan: RoutePlan) {
     super(root, core.tracer, parent)
+    this.capture = plan.capture
   }
 
   /** The user chain, run once: as the trace ends (after auth), or sooner if route code asks. */

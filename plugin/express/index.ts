@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler, RequestHandler } from 'express'
+import { validateRouteConfig } from '../core/options'
 import { setUpTracing } from '../core/setup'
 import { stderrLogger } from '../export/logger'
 import { NOOP_REQUEST_TRACE } from '../trace/noop-request-trace'
@@ -18,13 +18,17 @@ export function mlflowTracing (opts: ExpressMlflowTracingOptions = {}): ExpressM
   // Started now, so that a server that is never awaited still says where traces go.
   ready().catch((err: Error) => { logger.error({ err: err.message }, 'MLflow tracing: the destination refused the configuration') })
 
-  const { middleware, errorHandler } = core === undefined ? untraced() : expressMiddleware(core)
-  return Object.assign(middleware, { errorHandler, tracing, ready, stats, close, feedback, deleteFeedback })
+  const { middleware, errorHandler, route } = core === undefined ? untraced() : expressMiddleware(core)
+  return Object.assign(middleware, { errorHandler, route, tracing, ready, stats, close, feedback, deleteFeedback })
 }
 
 /** Off: a handle that does nothing, so route code runs unchanged. */
-function untraced (): { middleware: RequestHandler, errorHandler: ErrorRequestHandler } {
+function untraced (): ReturnType<typeof expressMiddleware> {
   return {
+    route: config => {
+      validateRouteConfig(config)
+      return (_req, _res, next) => { next() }
+    },
     middleware: (req, _res, next) => {
       req.mlflow = NOOP_REQUEST_TRACE
       next()
@@ -35,6 +39,7 @@ function untraced (): { middleware: RequestHandler, errorHandler: ErrorRequestHa
 
 export default mlflowTracing
 export type { ExpressMlflowTracing, ExpressMlflowTracingOptions } from './types'
+export type { RouteTracingConfig } from '../core/options'
 export type { RequestTrace, ChildSpanOptions } from '../trace/request-trace'
 export type { LlmRequest, LlmResponse } from '../trace/genai'
 export type { LifecycleCounters } from '../core/problems'

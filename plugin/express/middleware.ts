@@ -4,6 +4,7 @@ import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Respon
 import { endOnClose } from '../core/end-on-close'
 import { withTraceId, type BindableLogger } from '../core/log'
 import { openTrace } from '../core/open'
+import { validateRouteConfig, type RouteTracingConfig } from '../core/options'
 import type { RoutePlan, TracedRequest } from '../core/request-state'
 import type { TraceCore } from '../core/trace-core'
 import { NOOP_REQUEST_TRACE } from '../trace/noop-request-trace'
@@ -35,7 +36,7 @@ export const expressRequests = {
  * notes the body, the error middleware the exception, and the core ends the trace when the
  * connection is done with the response.
  */
-export function expressMiddleware (core: TraceCore<Request>): { middleware: RequestHandler, errorHandler: ErrorRequestHandler } {
+export function expressMiddleware (core: TraceCore<Request>): { middleware: RequestHandler, errorHandler: ErrorRequestHandler, route: (config: RouteTracingConfig) => RequestHandler } {
   const { settings, problems } = core
   const plan: RoutePlan = { traced: true, url: undefined, spanType: settings.spanType, capture: settings.captureBody }
 
@@ -54,7 +55,8 @@ export function expressMiddleware (core: TraceCore<Request>): { middleware: Requ
     ;(req as TracedExpressRequest)[kState] = state
     req.mlflow = state
     endOnClose(state, req, res)
-    if (plan.capture) tapResponse(state, res)
+    // Tapped even when bodies are off: a route may turn capture on (tracing.route).
+    tapResponse(state, res)
     if (settings.activeRootSpan) context.with(state.context, next)
     else next()
   }
@@ -68,11 +70,24 @@ export function expressMiddleware (core: TraceCore<Request>): { middleware: Requ
     req.log = log
   }
 
+  // Express has no route options: a middleware in front of the route's handler does their work.
+  function route (config: RouteTracingConfig): RequestHandler {
+    validateRouteConfig(config)
+    return (req, _res, next) => {
+      const state = (req as TracedExpressRequest)[kState]
+      if (state !== undefined) {
+        if (config.spanType !== undefined) state.root.setSpanType(config.spanType)
+        if (config.captureBody !== undefined) state.capture = config.captureBody
+      }
+      next()
+    }
+  }
+
   const errorHandler: ErrorRequestHandler = (err, req, _res, next) => {
     const state = (req as TracedExpressRequest)[kState]
     if (state !== undefined) state.error = err instanceof Error ? err : new Error(String(err))
     next(err)
   }
 
-  return { middleware, errorHandler }
+  return { middleware, errorHandler, route }
 }

@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, Request, RequestHandler } from 'express'
-import type { RequestTracingOptions } from '../core/options'
+import type { RequestTracingOptions, RouteTracingConfig } from '../core/options'
 import type { LifecycleCounters } from '../core/problems'
 import type { FeedbackOptions, FeedbackResult } from '../feedback/feedback'
 import type { FeedbackInput } from '../feedback/input'
@@ -11,6 +11,8 @@ export interface ExpressMlflowTracingOptions extends RequestTracingOptions<Reque
 
 /** `mlflowTracing(options)`: the middleware, with what an app needs around it. */
 export interface ExpressMlflowTracing extends RequestHandler {
+  /** In front of a route's handler: its root span type or body capture (`app.post('/chat', tracing.route({ spanType: 'AGENT' }), ...)`). */
+  route: (config: RouteTracingConfig) => RequestHandler
   /** After the routes: records a route's exception on its trace, then passes it on to Express. */
   readonly errorHandler: ErrorRequestHandler
   /** The trace client: its tracer, client (when a server is configured), flush and shutdown. */

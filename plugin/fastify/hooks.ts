@@ -75,7 +75,7 @@ export function fastifyHooks (core: TraceCore<FastifyRequest>, logsTraceId: bool
   function onSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
     const state = stateOf(request)
     if (state !== null) {
-      const capture = state.plan.capture && state.plan.url !== undefined
+      const capture = state.capture && state.plan.url !== undefined
       if (isStream(payload)) {
         // A stream that fails after the headers went out ends as a dropped connection: keep its
         // error, or the trace would blame the client.
