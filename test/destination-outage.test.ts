@@ -20,9 +20,6 @@ print(json.dumps([tr.info.trace_id for tr in traces]))`
   })
 }
 
-// Two server start-ups on a busy machine take long: more than the file default.
-t.setTimeout(300_000)
-
 const sleep = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
 t.test('the tracking server killed and restarted on the same port and database: every trace stored, none charged for the outage', async t => {
