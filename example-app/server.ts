@@ -9,6 +9,9 @@ const DRAIN_MS = SHUTDOWN_BUDGET_MS - FLUSH_TIMEOUT_MS - 1_000
 async function main (): Promise<void> {
   const app = await buildApp({ logger: { level: process.env.LOG_LEVEL ?? 'info' } }, {
     flushTimeoutMs: FLUSH_TIMEOUT_MS,
+    // Traces that cannot be exported wait on disk for the server, even across a restart of the app.
+    // MLFLOW_TRACING_SPOOL_DIR (the plugin reads it) names another directory, or none when empty.
+    spool: process.env.MLFLOW_TRACING_SPOOL_DIR === undefined ? './.mlflow-spool' : undefined,
     // Behind the Databricks Apps proxy the plugin trusts X-Forwarded-* by itself; locally, only if asked.
     trustForwardedIdentity: process.env.TRUST_FORWARDED_IDENTITY === 'true' ? true : undefined
   })
@@ -22,7 +25,10 @@ async function main (): Promise<void> {
       // Fastify runs onClose hooks (the plugin's flush) only once every connection is gone, and Node
       // never counts a connection opened but not yet used as idle: drain, then close them all.
       setTimeout(() => app.server.closeAllConnections(), DRAIN_MS).unref()
-      app.close().then(() => process.exit(0), err => {
+      app.close().then(() => {
+        app.log.info({ stats: app.mlflowTracing.stats() }, 'closed')
+        process.exit(0)
+      }, err => {
         app.log.error(err)
         process.exit(1)
       })
