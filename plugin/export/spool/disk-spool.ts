@@ -23,7 +23,7 @@ export interface SpoolStats {
   pending: number
   /** Found on disk at start-up (left by an earlier process). */
   found: number
-  /** Written to the spool by this process. */
+  /** Written to the spool by this process (a trace taken back and written again counts once). */
   spooled: number
   /** Taken back from the spool and settled (exported, or dropped for their own reason). */
   replayed: number
@@ -119,7 +119,8 @@ export class DiskSpool implements TraceOverflow {
       this.unwritable(err)
       return false
     }
-    this.counts.spooled++
+    // A trace that comes back (a failed probe, shutdown mid-replay) was counted when first spooled.
+    if (from === undefined) this.counts.spooled++
     this.activeLines++
     this.activeBytes += line.length
     this.totalBytes += line.length
