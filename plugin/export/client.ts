@@ -129,8 +129,8 @@ export class MlflowClient {
     await this.json('PATCH', `/api/3.0/mlflow/traces/${encodeURIComponent(traceId)}/tags`, { key, value })
   }
 
-  async getExperiment (experimentId: string): Promise<Experiment> {
-    const body = await this.json<{ experiment: Experiment }>('GET', `/api/2.0/mlflow/experiments/get?experiment_id=${encodeURIComponent(experimentId)}`)
+  async getExperiment (experimentId: string, signal?: AbortSignal): Promise<Experiment> {
+    const body = await this.json<{ experiment: Experiment }>('GET', `/api/2.0/mlflow/experiments/get?experiment_id=${encodeURIComponent(experimentId)}`, undefined, signal)
     return body.experiment
   }
 

@@ -75,6 +75,11 @@ export class MlflowSink implements TraceSink {
     return !this.databricks && this.spanUploadOption !== 'artifact' && !this.noOtlp
   }
 
+  /** A cheap read that goes through the server to its database, as every export does. */
+  async probe (signal: AbortSignal): Promise<void> {
+    await this.client.getExperiment(await this.experimentId(), signal)
+  }
+
   async export (trace: SerializedTrace, signal: AbortSignal): Promise<void> {
     let progress = this.progress.get(trace)
     if (progress === undefined) this.progress.set(trace, progress = { spansStored: false, stored: undefined })
