@@ -61,7 +61,7 @@ export class MlflowTracing {
       this.destination = 'a custom sink'
     }
     this.spool = this.openSpool(opts, env, dest)
-    this.queue = new ExportQueue(sink as TraceSink, this.logger, opts.queue)
+    this.queue = new ExportQueue(sink as TraceSink, this.logger, opts.queue, this.spool)
     this.tracer = new MlflowTracer(trace => this.queue.push(trace), distributedTracingMode(opts.distributedTracing, env),
       () => this.mlflowSink?.canJoin ?? true)
   }
@@ -85,6 +85,7 @@ export class MlflowTracing {
       }
     }
     const spooled = await this.spool?.open()
+    this.queue.wake()
     const spool = this.spool === undefined ? '' : `; ${spooled ?? 0} spooled traces found in ${this.spool.dir}`
     this.logger.info({ destination: this.destination, spooled }, `MLflow tracing: traces go to ${this.destination}${how}${spool}`)
   }
@@ -105,9 +106,7 @@ export class MlflowTracing {
   }
 
   async shutdown (timeoutMs = 10_000): Promise<boolean> {
-    const done = await this.queue.shutdown(timeoutMs)
-    await this.spool?.close()
-    return done
+    return await this.queue.shutdown(timeoutMs)
   }
 
   /** A spool per destination (a custom sink's traces go to a directory of their own); a local file needs none. */
