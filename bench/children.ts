@@ -146,13 +146,16 @@ export async function runWorker (script: string, args: object, timeoutMs: number
   return { result: JSON.parse(out.trim().split('\n').pop() as string), warnings: err === '' ? [] : err.split('\n').slice(0, 5) }
 }
 
-/** Starts the real MLflow server (scripts/mlflow-server.mjs) and counts its CPU apart from here on. */
-export async function startMlflow (): Promise<MlflowServer> {
+/**
+ * Starts the real MLflow server (scripts/mlflow-server.mjs) and counts its CPU apart from here on.
+ * With `dir` and `port`, it is one started again on the data and port of one stopped before (an outage).
+ */
+export async function startMlflow (options: { dir?: string, port?: number } = {}): Promise<MlflowServer> {
   const scripts = pathToFileURL(join(repoRoot, 'scripts')).href
   const { ensureMlflowVenv } = await import(`${scripts}/ensure-mlflow-venv.mjs`) as { ensureMlflowVenv: () => Promise<string> }
-  const { startMlflowServer } = await import(`${scripts}/mlflow-server.mjs`) as { startMlflowServer: () => Promise<MlflowServer> }
+  const { startMlflowServer } = await import(`${scripts}/mlflow-server.mjs`) as { startMlflowServer: (o: { dir?: string, port?: number }) => Promise<MlflowServer> }
   console.log(await ensureMlflowVenv())
-  mlflow = await startMlflowServer()
+  mlflow = await startMlflowServer(options)
   const group = watchMlflowServer(new URL(mlflow.uri).port)
   console.log(`MLflow ${mlflow.version} at ${mlflow.uri} (process group ${group ?? 'not found'})`)
   return mlflow

@@ -8,8 +8,9 @@ import { runMain, startMlflow, stopMlflow } from './children'
 import { quietBudget } from './cpu'
 import { exportThroughput, serializationCost } from './export'
 import { outage, outageControl } from './outage'
+import { printSpoolOutage, spoolOutage } from './spool'
 import { fastifyVersion, printExport, printOutage, printOutageControl, printSerialization, printVariants, runDescription, writeResults } from './report'
-import { DURATION, EXPORT_TRACES, LOAD, NOISE_RETRIES, OUTAGE_RATE, OUTAGE_SEC, ROUNDS, SEQUENTIAL_MAX_SEC, SKIP, VARIANTS, WARMUP } from './settings'
+import { DURATION, EXPORT_TRACES, LOAD, NOISE_RETRIES, OUTAGE_RATE, OUTAGE_SEC, ROUNDS, SEQUENTIAL_MAX_SEC, SKIP, SPOOL_OUTAGE_SEC, SPOOL_RATE, VARIANTS, WARMUP } from './settings'
 import { runVariants } from './variants'
 
 /** Seconds the run should take on a quiet machine, and its quiet-wait budget on top. */
@@ -18,7 +19,9 @@ function estimateSec (): number {
   const exportSec = 2 * (EXPORT_TRACES / 55 + Math.min(EXPORT_TRACES / 15, SEQUENTIAL_MAX_SEC) + 5) + 10
   return 8 + (SKIP.has('variants') ? 0 : ROUNDS * VARIANTS.length * (WARMUP + DURATION + 2)) +
     (SKIP.has('export') ? 0 : exportSec) +
-    (SKIP.has('outage') ? 0 : OUTAGE_SEC + 6 + Math.min(10, OUTAGE_SEC) + 3) + quietBudget()
+    (SKIP.has('outage') ? 0 : OUTAGE_SEC + 6 + Math.min(10, OUTAGE_SEC) + 3) +
+    // The spool outage: two server starts (≈ 15 s each), the outage, and the replay (≈ 150 traces/s).
+    (SKIP.has('spool') ? 0 : 30 + SPOOL_OUTAGE_SEC * (1 + SPOOL_RATE / 150)) + quietBudget()
 }
 
 async function main (): Promise<void> {
@@ -62,6 +65,13 @@ async function main (): Promise<void> {
     const controlSec = Math.min(10, OUTAGE_SEC)
     o.control = await outageControl(controlSec)
     printOutageControl(o.control as Record<string, unknown>, controlSec)
+  }
+
+  if (!SKIP.has('spool')) {
+    console.log(`\nspool: tracking server stopped for ${SPOOL_OUTAGE_SEC} s under ${SPOOL_RATE} req/s, the durable spool on, then started again on the same port and data …`)
+    const o = await spoolOutage()
+    results.export = { ...(results.export as Record<string, unknown> | undefined), spoolOutage: o }
+    printSpoolOutage(o)
   }
 
   const elapsed = (performance.now() - started) / 1000

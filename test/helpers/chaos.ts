@@ -111,13 +111,20 @@ export function answeredIds (answers: Answer[]): string[] {
   return answers.filter(a => a.status === 200 && a.traceId !== undefined).map(a => a.traceId as string)
 }
 
-/** Waits until every id is stored (or the deadline passes); returns the ids still missing. */
-export async function waitStored (mlflow: KillableMlflow, experimentName: string, ids: string[], timeoutMs: number): Promise<string[]> {
-  const deadline = Date.now() + timeoutMs
+/**
+ * Waits until every id is stored; gives up once `stallMs` pass without one more stored (a shared,
+ * busy machine slows the replay, and progress is what tells a slow replay from a stuck one).
+ * Returns the ids still missing.
+ */
+export async function waitStored (mlflow: KillableMlflow, experimentName: string, ids: string[], stallMs = 90_000): Promise<string[]> {
+  let missing = ids
+  let progressAt = Date.now()
   for (;;) {
     const stored = await mlflow.storedTraceIds(experimentName)
-    const missing = ids.filter(id => !stored.has(id))
-    if (missing.length === 0 || Date.now() > deadline) return missing
+    const still = ids.filter(id => !stored.has(id))
+    if (still.length < missing.length) progressAt = Date.now()
+    missing = still
+    if (missing.length === 0 || Date.now() - progressAt > stallMs) return missing
     await sleep(3000)
   }
 }
