@@ -1,6 +1,7 @@
 // The processes the benchmark starts (variant servers, workers, the MLflow server), and making sure
 // none outlives the run, even when it is interrupted.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { watchMlflowServer } from './cpu'
@@ -107,6 +108,21 @@ export interface ServerStats {
   memory: NodeJS.MemoryUsage
   tracing: (Record<string, unknown> & { queued: number, queuedBytes: number, exported: number, retried: number, inFlight: number, dropped: Record<string, number> }) | null
   otelSpans: number
+}
+
+/** Runs `fn` every second until the returned stop() is called; stop() waits for the run in progress. */
+export function everySecond (fn: () => Promise<void>): () => Promise<void> {
+  let running = true
+  const loop = (async () => {
+    while (running) {
+      await sleep(1000)
+      if (running) await fn()
+    }
+  })()
+  return async () => {
+    running = false
+    await loop
+  }
 }
 
 /** A variant server's GET /__stats. */

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { mlflowUri, serverStats, startMlflow, startServer, stopChild, stopMlflow, type ServerStats } from './children'
+import { everySecond, mlflowUri, serverStats, startMlflow, startServer, stopChild, stopMlflow, type ServerStats } from './children'
 import { mib, r1 } from './report'
 import { SPOOL_OUTAGE_SEC, SPOOL_RATE } from './settings'
 
@@ -59,16 +59,9 @@ export async function spoolOutage (): Promise<Record<string, unknown>> {
       const baseline = sample(t0, await serverStats(server.url))
       await stopMlflow()
       const samples: Sample[] = []
-      let sampling = true
-      const sampler = (async () => {
-        while (sampling) {
-          await sleep(1000)
-          if (sampling) samples.push(sample(t0, await serverStats(server.url)))
-        }
-      })()
+      const stopSampling = everySecond(async () => { samples.push(sample(t0, await serverStats(server.url))) })
       const load = await autocannon({ url: `${server.url}/`, connections: 20, pipelining: 1, overallRate: SPOOL_RATE, duration: SPOOL_OUTAGE_SEC })
-      sampling = false
-      await sampler
+      await stopSampling()
       const down = await serverStats(server.url)
       const spooled = spoolOf(down)
       await startMlflow({ dir: data, port })

@@ -50,6 +50,14 @@ function newSpool (t: Test, dir: string, maxBytes = 64 * 1024 * 1024): DiskSpool
   return spool
 }
 
+/** A spool of its own on `dir` (closed by the test) holding `n` new traces, and the traces. */
+function spoolOf (dir: string, n: number): { spool: DiskSpool, traces: TraceRecord[] } {
+  const spool = new DiskSpool(dir, 64 * 1024 * 1024, recordingLogger())
+  const traces = simpleTraces(n)
+  for (const tr of traces) spool.put(tr, 'destination_down')
+  return { spool, traces }
+}
+
 function simpleTraces (n: number): TraceRecord[] {
   const { tracer: tr, ended } = tracer()
   for (let i = 0; i < n; i++) tr.startSpan(`t${i}`).end()
@@ -117,9 +125,7 @@ t.test('put, take, settled: traces come back oldest first, and settled segments 
 
 t.test('a new process finds what the last one left, taken but not settled included, and not what it settled', async t => {
   const dir = spoolDir(t)
-  const first = new DiskSpool(dir, 64 * 1024 * 1024, recordingLogger())
-  const traces = simpleTraces(4)
-  for (const tr of traces) first.put(tr, 'shutdown')
+  const { spool: first, traces } = spoolOf(dir, 4)
   const taken = await first.take(2)
   first.settled(taken[0])
   await first.close()
@@ -130,9 +136,7 @@ t.test('a new process finds what the last one left, taken but not settled includ
 
 t.test('a torn last line (a crash mid-write) is skipped and counted', async t => {
   const dir = spoolDir(t)
-  const first = new DiskSpool(dir, 64 * 1024 * 1024, recordingLogger())
-  const traces = simpleTraces(3)
-  for (const tr of traces) first.put(tr, 'destination_down')
+  const { spool: first, traces } = spoolOf(dir, 3)
   await first.close()
   const [segment] = readdirSync(dir).filter(f => f.endsWith('.ready'))
   appendFileSync(join(dir, segment), encodeTrace(simpleTraces(1)[0]).slice(0, 40))
@@ -212,9 +216,7 @@ t.test('an unwritable directory: put refuses, one warning, counted, and nothing 
 
 t.test('a trace handed back while taken (shutdown mid-replay) is kept once', async t => {
   const dir = spoolDir(t)
-  const spool = new DiskSpool(dir, 64 * 1024 * 1024, recordingLogger())
-  const traces = simpleTraces(2)
-  for (const tr of traces) spool.put(tr, 'destination_down')
+  const { spool, traces } = spoolOf(dir, 2)
   const taken = await spool.take(2)
   spool.put(taken[0], 'shutdown')
   await spool.close()
