@@ -374,7 +374,8 @@ export class DiskSpool implements TraceOverflow {
     for (const name of names) {
       seen.add(name.base)
       try {
-        if (this.claims.has(name.base) || (name.base === this.activeBase && this.fd !== undefined)) {
+        // Counted already (this process sealed it, or read it before): only its size may be new.
+        if (this.claims.has(name.base) || this.known.has(name.base) || (name.base === this.activeBase && this.fd !== undefined)) {
           total += (await stat(join(this.dir, name.file))).size
           continue
         }
