@@ -72,10 +72,15 @@ export interface RunningServer {
 }
 
 export async function startServer (variant: Variant, extraEnv: Record<string, string> = {}): Promise<RunningServer> {
-  const { child, stderr } = spawnChild('server.js', [variant], 'pipe', extraEnv)
+  return await startListening('server.js', [variant], extraEnv, `${variant} server`)
+}
+
+/** Starts dist/bench/<script>, which prints {"port": N} on its first line once it listens on 127.0.0.1. */
+export async function startListening (script: string, args: string[], extraEnv: Record<string, string>, variant: string): Promise<RunningServer> {
+  const { child, stderr } = spawnChild(script, args, 'pipe', extraEnv)
   const port = await new Promise<number>((resolvePort, reject) => {
     let out = ''
-    const timer = setTimeout(() => reject(new Error(`${variant} server: no port after 30 s; stderr:\n${stderr()}`)), 30_000)
+    const timer = setTimeout(() => reject(new Error(`${variant}: no port after 30 s; stderr:\n${stderr()}`)), 30_000)
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {
       out += d
       const nl = out.indexOf('\n')
@@ -84,12 +89,12 @@ export async function startServer (variant: Variant, extraEnv: Record<string, st
       try {
         resolvePort((JSON.parse(out.slice(0, nl)) as { port: number }).port)
       } catch {
-        reject(new Error(`${variant} server: bad first line ${JSON.stringify(out.slice(0, nl))}`))
+        reject(new Error(`${variant}: bad first line ${JSON.stringify(out.slice(0, nl))}`))
       }
     })
     child.once('exit', (code, signal) => {
       clearTimeout(timer)
-      reject(new Error(`${variant} server exited (${code ?? signal ?? '?'}) before listening; stderr:\n${stderr()}`))
+      reject(new Error(`${variant} exited (${code ?? signal ?? '?'}) before listening; stderr:\n${stderr()}`))
     })
   })
   return { child, url: `http://127.0.0.1:${port}`, stderr }
@@ -108,6 +113,7 @@ export interface ServerStats {
   memory: NodeJS.MemoryUsage
   tracing: (Record<string, unknown> & { queued: number, queuedBytes: number, exported: number, retried: number, inFlight: number, dropped: Record<string, number> }) | null
   otelSpans: number
+  served: number
 }
 
 /** Runs `fn` every second until the returned stop() is called; stop() waits for the run in progress. */

@@ -34,9 +34,16 @@ export function runDescription (mlflowVersion: string | undefined): Record<strin
   }
 }
 
-export function writeResults (results: Record<string, unknown>): void {
+/** Parts skipped in this run keep their figures from the last run that measured them. */
+export function writeResults (results: Record<string, unknown>, skipped: string[]): void {
   const file = join(repoRoot, 'bench', 'results.json')
-  writeFileSync(file, JSON.stringify(results, null, 2) + '\n')
+  let previous: Record<string, unknown> = {}
+  try {
+    previous = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>
+  } catch {}
+  const kept: Record<string, unknown> = {}
+  for (const k of skipped) if (previous[k] !== undefined) kept[k] = previous[k]
+  writeFileSync(file, JSON.stringify({ ...kept, ...results }, null, 2) + '\n')
   console.log(`\nwrote ${file}`)
 }
 

@@ -1,16 +1,18 @@
 // `npm run bench`: request overhead of the plugin against bare Fastify and @fastify/otel (variants.ts),
 // export throughput into a real MLflow server over each span path and the CPU of serialization
-// alone (export.ts), and memory during a tracking-server outage (outage.ts). Settings: settings.ts.
+// alone (export.ts), memory during a tracking-server outage (outage.ts), and the capacity of one app
+// process exporting into a latency-injecting stand-in backend (capacity.ts). Settings: settings.ts.
 //
 // Each variant's server runs in its own child process (dist/bench/server.js); autocannon runs here.
 import { cpus } from 'node:os'
+import { capacity, printCapacityRow } from './capacity'
 import { runMain, startMlflow, stopMlflow } from './children'
 import { quietBudget } from './cpu'
 import { exportThroughput, serializationCost } from './export'
 import { outage, outageControl } from './outage'
 import { printSpoolOutage, spoolOutage } from './spool'
 import { fastifyVersion, printExport, printOutage, printOutageControl, printSerialization, printVariants, runDescription, writeResults } from './report'
-import { DURATION, EXPORT_TRACES, LOAD, NOISE_RETRIES, OUTAGE_RATE, OUTAGE_SEC, ROUNDS, SEQUENTIAL_MAX_SEC, SKIP, SPOOL_OUTAGE_SEC, SPOOL_RATE, VARIANTS, WARMUP } from './settings'
+import { CAPACITY_DELAYS, CAPACITY_RATES, CAPACITY_SEC, DURATION, EXPORT_TRACES, LOAD, NOISE_RETRIES, OUTAGE_RATE, OUTAGE_SEC, ROUNDS, SEQUENTIAL_MAX_SEC, SKIP, SPOOL_OUTAGE_SEC, SPOOL_RATE, VARIANTS, WARMUP } from './settings'
 import { runVariants } from './variants'
 
 /** Seconds the run should take on a quiet machine, and its quiet-wait budget on top. */
@@ -20,6 +22,7 @@ function estimateSec (): number {
   return 8 + (SKIP.has('variants') ? 0 : ROUNDS * VARIANTS.length * (WARMUP + DURATION + 2)) +
     (SKIP.has('export') ? 0 : exportSec) +
     (SKIP.has('outage') ? 0 : OUTAGE_SEC + 6 + Math.min(10, OUTAGE_SEC) + 3) +
+    (SKIP.has('capacity') ? 0 : CAPACITY_RATES.length * (1 + CAPACITY_DELAYS.length) * (WARMUP + CAPACITY_SEC + 4)) +
     // The spool outage: two server starts (≈ 15 s each), the outage, and the replay (≈ 150 traces/s).
     (SKIP.has('spool') ? 0 : 30 + SPOOL_OUTAGE_SEC * (1 + SPOOL_RATE / 150)) + quietBudget()
 }
@@ -67,16 +70,21 @@ async function main (): Promise<void> {
     printOutageControl(o.control as Record<string, unknown>, controlSec)
   }
 
+  if (!SKIP.has('capacity')) {
+    console.log(`\ncapacity: one app process, steady load ${CAPACITY_SEC} s (after ${WARMUP} s warm-up), stand-in backend answering after ${CAPACITY_DELAYS.join(' / ')} ms …`)
+    results.capacity = { seconds: CAPACITY_SEC, rows: await capacity(printCapacityRow) }
+  }
+
   if (!SKIP.has('spool')) {
     console.log(`\nspool: tracking server stopped for ${SPOOL_OUTAGE_SEC} s under ${SPOOL_RATE} req/s, the durable spool on, then started again on the same port and data …`)
     const o = await spoolOutage()
-    results.export = { ...(results.export as Record<string, unknown> | undefined), spoolOutage: o }
+    results.spool = o
     printSpoolOutage(o)
   }
 
   const elapsed = (performance.now() - started) / 1000
   results.elapsedSec = Math.round(elapsed)
-  writeResults(results)
+  writeResults(results, ['variants', 'export', 'outage', 'capacity', 'spool'].filter(k => SKIP.has(k)))
   console.log(`total elapsed ${elapsed.toFixed(0)} s (${(elapsed / 60).toFixed(1)} min)`)
 }
 

@@ -8,13 +8,16 @@ import { OtlpBatcher } from '../plugin/export/otlp-batcher'
 
 // Diagnostic variants (not in the default run): bare-als is bare Fastify with AsyncLocalStorage in
 // use on every request; traced-sink-active-root is traced-sink with activeRootSpan: true;
-// traced-sink-artifact is traced-sink serializing as the artifact path does.
-export const VARIANTS = ['bare', 'disabled', 'traced-sink', 'traced-mlflow', 'fastify-otel', 'outage', 'bare-als', 'traced-sink-active-root', 'traced-sink-artifact', 'spool'] as const
+// traced-sink-artifact is traced-sink serializing as the artifact path does. capacity (capacity.ts)
+// exports to BENCH_MLFLOW_URI with the defaults, as outage does; spool (spool.ts) too, with the spool on.
+export const VARIANTS = ['bare', 'disabled', 'traced-sink', 'traced-mlflow', 'fastify-otel', 'outage', 'capacity', 'bare-als', 'traced-sink-active-root', 'traced-sink-artifact', 'spool'] as const
 export type Variant = typeof VARIANTS[number]
 
 const STATS_PATH = '/__stats'
 /** Spans the fastify-otel variant's exporter was handed: proof that the instrumentation ran. */
 let otelSpans = 0
+/** Requests answered on `/`: each one a trace where tracing is on. */
+let served = 0
 
 function env (name: string): string {
   const value = process.env[name]
@@ -96,7 +99,8 @@ async function build (variant: Variant): Promise<FastifyInstance> {
       })
       break
     case 'outage':
-      // A tracking server that is down: experimentId, since a name lookup would need the server.
+    case 'capacity':
+      // A tracking server that is down, or the capacity run's stand-in: experimentId, since a name lookup would need the server.
       await app.register(fastifyMlflowTracing, {
         trackingUri: env('BENCH_MLFLOW_URI'), experimentId: '1', ignore: STATS_PATH
       })
@@ -111,9 +115,13 @@ async function build (variant: Variant): Promise<FastifyInstance> {
       await registerFastifyOtel(app)
       break
   }
-  app.get('/', async () => ({ hello: 'world' }))
+  app.get('/', async () => {
+    served++
+    return { hello: 'world' }
+  })
   app.get(STATS_PATH, async () => ({
     memory: process.memoryUsage(),
+    served,
     tracing: app.hasDecorator('mlflowTracing') ? app.mlflowTracing.stats() : null,
     otelSpans
   }))

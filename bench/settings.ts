@@ -6,9 +6,10 @@
 //   (measure concurrency 4 and 16 even when the default, 8, meets the target), BENCH_QUIET_WAIT_SEC
 //   (90: the most the run waits, in all, for other processes to go quiet before a measurement),
 //   BENCH_NOISE_RETRIES (1: how often a round disturbed by other processes is measured again),
-//   BENCH_VARIANTS (comma list), BENCH_SKIP (comma list of: variants, export, outage, spool),
-//   BENCH_SPOOL_OUTAGE_SEC (s, 300) and BENCH_SPOOL_RATE (req/s, 100): the outage with the spool on.
-// `--quick`: 3 s rounds, 10 s outage, 300 traces, 20 s spool outage.
+//   BENCH_VARIANTS (comma list), BENCH_SKIP (comma list of: variants, export, outage, capacity, spool),
+//   BENCH_CAPACITY_SEC (15), BENCH_CAPACITY_RATES (req/s, 2000,5000), BENCH_CAPACITY_DELAYS (backend ms, 0,50),
+//   BENCH_SPOOL_OUTAGE_SEC (s, 300) and BENCH_SPOOL_RATE (req/s, 20): the outage with the spool on.
+// `--quick`: 3 s rounds, 10 s outage, 300 traces, 5 s capacity runs, 20 s spool outage.
 import { resolve } from 'node:path'
 import type { Variant } from './server'
 
@@ -30,7 +31,7 @@ export const EXPORT_TRACES = Math.round(num('BENCH_EXPORT_TRACES', quick ? 300 :
 export const SEQUENTIAL_MAX_SEC = num('BENCH_SEQUENTIAL_MAX_SEC', 150)
 export const OUTAGE_RATE = Math.round(num('BENCH_OUTAGE_RATE', 1000))
 export const SPOOL_OUTAGE_SEC = num('BENCH_SPOOL_OUTAGE_SEC', quick ? 20 : 300)
-export const SPOOL_RATE = Math.round(num('BENCH_SPOOL_RATE', 100))
+export const SPOOL_RATE = Math.round(num('BENCH_SPOOL_RATE', 20))
 export const ROUNDS = Math.round(num('BENCH_ROUNDS', quick ? 1 : 2))
 export const NOISE_RETRIES = Math.round(num('BENCH_NOISE_RETRIES', 1, true))
 export const EXPORT_ALL_CONCURRENCY = process.env.BENCH_EXPORT_ALL_CONCURRENCY === '1'
@@ -42,3 +43,15 @@ export const VARIANTS = process.env.BENCH_VARIANTS !== undefined && process.env.
 export const TARGETS: Partial<Record<Variant, number>> = { 'traced-sink': 0.85, 'traced-mlflow': 0.80 }
 export const EXPORT_RATIO_TARGET = 3
 export const LOAD = { connections: 100, pipelining: 10 }
+
+function numList (name: string, fallback: number[]): number[] {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const values = raw.split(',').map(Number)
+  if (values.some(v => !Number.isFinite(v) || v < 0)) throw new Error(`${name} must be a comma list of numbers ≥ 0, got '${raw}'`)
+  return values
+}
+
+export const CAPACITY_SEC = num('BENCH_CAPACITY_SEC', quick ? 5 : 15)
+export const CAPACITY_RATES = numList('BENCH_CAPACITY_RATES', [2000, 5000])
+export const CAPACITY_DELAYS = numList('BENCH_CAPACITY_DELAYS', [0, 50])

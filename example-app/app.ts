@@ -9,6 +9,25 @@ interface ChatBody {
   message: string
 }
 
+interface FeedbackBody {
+  traceId: string
+  rating: 'up' | 'down'
+  comment?: string
+}
+
+const feedbackSchema = {
+  body: {
+    type: 'object',
+    required: ['traceId', 'rating'],
+    additionalProperties: false,
+    properties: {
+      traceId: { type: 'string', pattern: '^tr-[0-9a-f]{32}$' },
+      rating: { enum: ['up', 'down'] },
+      comment: { type: 'string', maxLength: 4000 }
+    }
+  }
+} as const
+
 const chatSchema = {
   body: {
     type: 'object',
@@ -59,6 +78,14 @@ export async function buildApp (
       span.setOutputs({ events: pieces(completion.text).length })
     })
     return reply.header('content-type', 'text/event-stream').header('cache-control', 'no-cache').send(stream)
+  })
+
+  // The end user's thumbs up or down on an answer, by its trace id: one rating per user and answer,
+  // only on the user's own traces. The plugin's coded errors carry 400 / 401 / 403 / 404 / 503.
+  app.post<{ Body: FeedbackBody }>('/feedback', { schema: feedbackSchema }, async request => {
+    const { traceId, rating, comment } = request.body
+    const { assessmentId, created } = await app.mlflowTracing.feedback(request, { traceId, value: rating === 'up', rationale: comment })
+    return { assessmentId, created }
   })
 
   return app

@@ -1,6 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { findTraces, MlflowTracing, traceFilter, TraceMetadata, type StoredTraceInfo, type TraceQuery } from 'fastify-mlflow-tracing'
+import { findTraces, MlflowTracing, readTracesFile, traceFilter, TraceMetadata, type StoredTraceInfo, type TraceQuery } from 'fastify-mlflow-tracing'
 
 const USAGE = `Lists traces, newest first, from the MLflow server in MLFLOW_TRACKING_URI or, without one,
 from the local file (MLFLOW_TRACES_FILE, default ./mlflow-traces.jsonl).
@@ -40,11 +39,8 @@ async function main (): Promise<void> {
 }
 
 function fromFile (query: TraceQuery, limit: number): StoredTraceInfo[] {
-  const file = process.env.MLFLOW_TRACES_FILE ?? 'mlflow-traces.jsonl'
-  if (!existsSync(file)) return []
   const { matches } = traceFilter(query)
-  return readFileSync(file, 'utf8').split('\n').filter(Boolean)
-    .map(line => (JSON.parse(line) as { info: StoredTraceInfo }).info)
+  return readTracesFile(process.env.MLFLOW_TRACES_FILE ?? 'mlflow-traces.jsonl')
     .filter(matches)
     .reverse()
     .slice(0, limit)
@@ -60,11 +56,20 @@ function table (traces: StoredTraceInfo[]): string {
     t.trace_metadata[TraceMetadata.SESSION] ?? '-',
     t.trace_metadata[TraceMetadata.SOURCE_TYPE] ?? '-',
     t.client_request_id ?? '-',
-    (t.request_preview ?? '').replace(/\s+/g, ' ').slice(0, 40)
+    (t.request_preview ?? '').replace(/\s+/g, ' ').slice(0, 40),
+    feedback(t)
   ])
-  const header = ['time (UTC)', 'trace id', 'state', 'duration', 'user', 'session', 'env', 'request id', 'request']
+  const header = ['time (UTC)', 'trace id', 'state', 'duration', 'user', 'session', 'env', 'request id', 'request', 'feedback']
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)))
   return [header, ...rows].map(r => r.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()).join('\n')
+}
+
+/** The trace's live feedback, e.g. `user_feedback=false by alice@example.com ("too vague")`. */
+function feedback (t: StoredTraceInfo): string {
+  const live = (t.assessments ?? []).filter(a => a.feedback !== undefined && a.valid !== false)
+  if (live.length === 0) return '-'
+  return live.map(a => `${a.assessment_name}=${JSON.stringify(a.feedback?.value)} by ${a.source.source_id}` +
+    (a.rationale === undefined || a.rationale === '' ? '' : ` (${JSON.stringify(a.rationale.replace(/\s+/g, ' ').slice(0, 40))})`)).join('; ')
 }
 
 main().catch(err => {

@@ -1,8 +1,9 @@
 import { context } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { deploymentMetadata } from './context/deployment'
+import { resolveUser } from './context/user'
 import { createLifecycle, kState, type LifecycleCounters } from './lifecycle'
 import { validateOptions, type FastifyMlflowTracingOptions } from './options'
 import { NOOP_REQUEST_TRACE } from './trace/noop-request-trace'
@@ -16,9 +17,13 @@ const plugin: FastifyPluginAsync<FastifyMlflowTracingOptions> = async (fastify, 
   const tracing = opts.tracing ?? new MlflowTracing({ logger: fastify.log, ...opts })
   let counters: LifecycleCounters = { invalidSessions: 0, hookErrors: 0 }
 
+  // The feedback request's own user: its trace's, or (untraced) the same chain asked directly.
+  const userOf = (request: FastifyRequest): string | undefined => request.mlflow?.user ?? resolveUser(request, settings.user)?.user
   fastify.decorate('mlflowTracing', {
     tracing,
-    stats: () => ({ ...tracing.stats(), ...counters })
+    stats: () => ({ ...tracing.stats(), ...counters }),
+    feedback: async (request, input, options) => await tracing.feedback.record(userOf(request), input, options),
+    deleteFeedback: async (request, input, options) => await tracing.feedback.remove(userOf(request), input, options)
   })
   fastify.addHook('onClose', async function flushTraces () {
     const done = owned ? await tracing.shutdown(settings.flushTimeoutMs) : await tracing.flush(settings.flushTimeoutMs)
@@ -70,9 +75,12 @@ export type { LifecycleCounters } from './lifecycle'
 export { GenAi } from './trace/genai'
 export { DeploymentMetadata } from './context/deployment'
 export { MlflowTracing, type MlflowTracingOptions, type MlflowTracingStats } from './tracing'
-export { MlflowClient, type StoredTraceInfo, type Experiment, type SearchRequest } from './export/client'
+export { MlflowClient, type AssessmentJson, type StoredTraceInfo, type Experiment, type SearchRequest } from './export/client'
 export { findTraces, traceFilter, type TraceQuery } from './export/search'
 export { MlflowHttpError } from './export/http'
+export { TraceFeedback, type FeedbackOptions, type FeedbackResult } from './feedback/feedback'
+export type { FeedbackInput, FeedbackValue } from './feedback/input'
+export { readTracesFile } from './feedback/trace-file'
 export type { DestinationOptions } from './export/config'
 export type { SpanUploadOption } from './export/span-upload'
 export type { QueueOptions, ExportStats, DropReason, TraceSink } from './export/queue'
@@ -84,4 +92,7 @@ export { MlflowTracer } from './trace/tracer'
 export { TraceRecord } from './trace/trace-record'
 export { SpanType, SpanAttribute, TraceMetadata, TraceTag } from './trace/constants'
 export type { SerializedTrace, TraceInfoJson } from './trace/serialize'
-export { FST_MLFLOW_INVALID_OPTION, FST_MLFLOW_SERVER_REJECTED, FST_MLFLOW_TRACE_FINALIZED, FST_MLFLOW_UNSUPPORTED_SERVER } from './errors'
+export {
+  FST_MLFLOW_INVALID_OPTION, FST_MLFLOW_SERVER_REJECTED, FST_MLFLOW_TRACE_FINALIZED, FST_MLFLOW_UNSUPPORTED_SERVER,
+  FST_MLFLOW_INVALID_FEEDBACK, FST_MLFLOW_TRACE_NOT_FOUND, FST_MLFLOW_NOT_TRACE_USER, FST_MLFLOW_NO_TRUSTED_USER, FST_MLFLOW_FEEDBACK_UNDELIVERED
+} from './errors'

@@ -7,6 +7,11 @@ import { MlflowSink } from './export/mlflow-sink'
 import { ExportQueue, type ExportStats, type QueueOptions, type TraceSink } from './export/queue'
 import { DiskSpool, type SpoolStats } from './export/spool/disk-spool'
 import { destinationDir, resolveSpool } from './export/spool/options'
+import { TraceFeedback } from './feedback/feedback'
+import { FileFeedbackStore } from './feedback/file-store'
+import { MlflowFeedbackStore } from './feedback/mlflow-store'
+import { PendingTraces } from './feedback/pending-traces'
+import type { FeedbackStore } from './feedback/store'
 import { distributedTracingMode, type DistributedTracing } from './trace/distributed'
 import { MlflowTracer } from './trace/tracer'
 
@@ -37,6 +42,8 @@ export class MlflowTracing {
   readonly client: MlflowClient | undefined
   /** Where traces go, in words, for the start-up log line. */
   readonly destination: string
+  /** End-user feedback on traces, stored where the traces go (not with a custom sink). */
+  readonly feedback: TraceFeedback
   private readonly queue: ExportQueue
   private readonly mlflowSink: MlflowSink | undefined
   private readonly logger: Logger
@@ -46,8 +53,10 @@ export class MlflowTracing {
     this.logger = opts.logger ?? stderrLogger
     const dest: Destination | undefined = opts.sink === undefined ? resolveDestination(opts, env) : undefined
     let sink = opts.sink
+    let feedbackStore: FeedbackStore | undefined
     if (dest?.kind === 'file') {
       sink = new FileSink(dest.path)
+      feedbackStore = new FileFeedbackStore(dest.path)
       this.destination = `local file ${dest.path} (no tracking URI configured)`
     } else if (dest?.kind === 'mlflow') {
       this.client = new MlflowClient({ host: dest.host, auth: dest.auth, timeoutMs: dest.timeoutMs, workspace: dest.workspace })
@@ -55,14 +64,20 @@ export class MlflowTracing {
         experimentId: dest.experimentId, experimentName: dest.experimentName, credentialSetting: credentialSetting(dest.authKind)
       }, dest.spanUpload, this.logger)
       sink = this.mlflowSink
+      feedbackStore = new MlflowFeedbackStore(this.client)
       const experiment = dest.experimentId !== undefined ? `experiment ${dest.experimentId}` : `experiment '${dest.experimentName ?? ''}'`
       this.destination = `MLflow at ${dest.host}, ${experiment}`
     } else {
       this.destination = 'a custom sink'
     }
+    const pending = new PendingTraces()
+    this.feedback = new TraceFeedback(feedbackStore, pending)
     this.spool = this.openSpool(opts, env, dest)
-    this.queue = new ExportQueue(sink as TraceSink, this.logger, opts.queue, this.spool)
-    this.tracer = new MlflowTracer(trace => this.queue.push(trace), distributedTracingMode(opts.distributedTracing, env),
+    this.queue = new ExportQueue(feedbackStore === undefined ? sink as TraceSink : pending.settling(sink as TraceSink), this.logger, opts.queue, this.spool)
+    this.tracer = new MlflowTracer(trace => {
+      if (feedbackStore !== undefined) pending.add(trace.id)
+      this.queue.push(trace)
+    }, distributedTracingMode(opts.distributedTracing, env),
       () => this.mlflowSink?.canJoin ?? true)
   }
 

@@ -129,7 +129,7 @@ t.test('embedded default: traces in the local file, found with the traces CLI', 
   const byUser = await runTracesCli(['--user', user], cliEnv)
   t.equal(byUser.code, 0, '--user exits 0')
   t.same(traceIds(byUser.stdout).sort(), [chat.traceId, stream.traceId].sort(), '--user lists both traces')
-  t.match(byUser.stdout.split('\n')[0], /^time \(UTC\)\s+trace id\s+state\s+duration\s+user\s+session\s+env\s+request id\s+request$/, 'a table header')
+  t.match(byUser.stdout.split('\n')[0], /^time \(UTC\)\s+trace id\s+state\s+duration\s+user\s+session\s+env\s+request id\s+request\s+feedback$/, 'a table header')
   t.match(byUser.stderr, `2 trace(s) from local file ${file}`)
   const chatRow = byUser.stdout.split('\n').find(l => l.includes(chat.traceId)) as string
   for (const cell of [user, session, 'development', requestId, 'OK', 'What is MLflow?']) t.ok(chatRow.includes(cell), `the /chat row shows ${cell}`)

@@ -13,8 +13,28 @@ export interface ClientOptions {
 /** A stored trace's info as the server returns it (TraceInfoV3). */
 export interface StoredTraceInfo extends Omit<TraceInfoJson, 'assessments' | 'state'> {
   state: string
+  assessments?: AssessmentJson[]
   trace_location: { type: string, mlflow_experiment?: { experiment_id: string } }
 }
+
+/** An assessment as the assessments API takes and returns it (a feedback; expectations are not used here). */
+export interface AssessmentJson {
+  assessment_id?: string
+  assessment_name: string
+  trace_id?: string
+  /** source_type: HUMAN, LLM_JUDGE or CODE. */
+  source: { source_type: string, source_id: string }
+  create_time?: string
+  last_update_time?: string
+  /** The value is any JSON (a protobuf Value): the server stores it as it is. */
+  feedback?: { value: unknown }
+  rationale?: string
+  metadata?: Record<string, string>
+  valid?: boolean
+}
+
+/** Fields of an assessment that an update replaces (the server's update_mask paths). */
+export type AssessmentField = 'assessment_name' | 'feedback' | 'rationale' | 'metadata' | 'valid'
 
 export interface Experiment {
   experiment_id: string
@@ -115,9 +135,26 @@ export class MlflowClient {
     return { traces: body.traces ?? [], nextPageToken: body.next_page_token === '' ? undefined : body.next_page_token }
   }
 
-  async getTraceInfo (traceId: string): Promise<StoredTraceInfo> {
-    const body = await this.json<{ trace: { trace_info: StoredTraceInfo } }>('GET', `/api/3.0/mlflow/traces/${encodeURIComponent(traceId)}`)
+  async getTraceInfo (traceId: string, signal?: AbortSignal): Promise<StoredTraceInfo> {
+    const body = await this.json<{ trace: { trace_info: StoredTraceInfo } }>('GET', `/api/3.0/mlflow/traces/${encodeURIComponent(traceId)}`, undefined, signal)
     return body.trace.trace_info
+  }
+
+  /** CreateAssessment (MLflow 3.2+). The server never merges: every call adds an assessment. */
+  async createAssessment (traceId: string, assessment: AssessmentJson, signal?: AbortSignal): Promise<AssessmentJson> {
+    const body = await this.json<{ assessment: AssessmentJson }>('POST', assessmentsPath(traceId), { assessment }, signal)
+    return body.assessment
+  }
+
+  /** UpdateAssessment: only the `fields` change; source and span are immutable. */
+  async updateAssessment (traceId: string, assessmentId: string, assessment: Partial<AssessmentJson>, fields: AssessmentField[], signal?: AbortSignal): Promise<AssessmentJson> {
+    const body = await this.json<{ assessment: AssessmentJson }>('PATCH', `${assessmentsPath(traceId)}/${encodeURIComponent(assessmentId)}`,
+      { assessment, update_mask: fields.join(',') }, signal)
+    return body.assessment
+  }
+
+  async deleteAssessment (traceId: string, assessmentId: string, signal?: AbortSignal): Promise<void> {
+    await this.json('DELETE', `${assessmentsPath(traceId)}/${encodeURIComponent(assessmentId)}`, undefined, signal)
   }
 
   /** The `traces.json` document; the server reads it from the database or the artifact store. */
@@ -186,4 +223,8 @@ export class MlflowClient {
     if (this.opts.workspace !== undefined) headers['x-mlflow-workspace'] = this.opts.workspace
     return await httpRequest({ ...req, headers })
   }
+}
+
+function assessmentsPath (traceId: string): string {
+  return `/api/3.0/mlflow/traces/${encodeURIComponent(traceId)}/assessments`
 }

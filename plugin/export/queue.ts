@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import { serializeTrace, type SerializedTrace } from '../trace/serialize'
 import type { TraceRecord } from '../trace/trace-record'
 import { AdaptiveConcurrency } from './adaptive-concurrency'
@@ -104,6 +105,8 @@ export class ExportQueue {
 
   constructor (private readonly sink: TraceSink, private readonly logger: Logger, options: QueueOptions = {}, private readonly overflow?: TraceOverflow) {
     this.opts = { ...DEFAULTS, ...options }
+    // Every export in flight listens to this one signal.
+    setMaxListeners(0, this.abort.signal)
     this.warnings = new ThrottledWarnings(logger)
     this.concurrency = new AdaptiveConcurrency(Math.min(MIN_CONCURRENCY, this.opts.concurrency), this.opts.concurrency)
     this.health = new DestinationHealth(sink.probe?.bind(sink), this.opts, {

@@ -49,10 +49,11 @@ export class FakeServer {
 
   private constructor (private readonly server: Server, readonly port: number) {}
 
-  static async start (): Promise<FakeServer> {
+  /** `port`: listen where an earlier fake did, as a restarted server would. */
+  static async start (port = 0): Promise<FakeServer> {
     let fake: FakeServer | undefined
     const server = createServer((req, res) => { void fake?.handle(req, res) })
-    server.listen(0, '127.0.0.1')
+    server.listen(port, '127.0.0.1')
     await once(server, 'listening')
     fake = new FakeServer(server, (server.address() as AddressInfo).port)
     return fake
@@ -140,7 +141,7 @@ export class FakeServer {
  * The happy path of the calls an OSS export makes, as a server without OTLP span ingest (3.3)
  * answers them: spans go as the traces.json artifact. `withOtlp()` makes it a newer one.
  */
-function defaultAnswer (req: RecordedRequest): FakeResponse {
+export function defaultAnswer (req: RecordedRequest): FakeResponse {
   if (req.method === 'GET' && req.path === '/version') return { body: '3.3.0', headers: { 'content-type': 'text/plain' } }
   if (req.method === 'GET' && req.path === '/api/2.0/mlflow/experiments/get') {
     const id = req.query.get('experiment_id') ?? '1'

@@ -1,0 +1,148 @@
+// Capacity: one app process under a steady load, exporting into a stand-in tracking server that
+// answers each call after 0 ms or 50 ms (capacity-backend.ts), against the untraced app at the
+// same rate. Reports traces exported and dropped, request latency traced vs untraced, and the
+// app's CPU per exported trace.
+import autocannon from 'autocannon'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { serverStats, startListening, startServer, stopChild, type RunningServer, type ServerStats } from './children'
+import { cpuWindow, type CpuWindow } from './cpu'
+import { mib, r1 } from './report'
+import { CAPACITY_DELAYS, CAPACITY_RATES, CAPACITY_SEC, WARMUP } from './settings'
+
+export interface CapacityRow {
+  /** null: the untraced app. */
+  backendDelayMs: number | null
+  rate: number
+  achievedReqPerSec: number
+  answered2xx: number
+  /** Requests the app answered on `/` during the load: traces, where tracing is on. */
+  served: number
+  errors: number
+  p50Ms: number
+  p99Ms: number
+  /** The app's CPU per request, over the load and the drain after it. */
+  appCpuUsPerReq?: number
+  cpu?: CpuWindow
+  exported?: number
+  dropped?: Record<string, number>
+  /** After the load: how long until nothing was queued or in flight. */
+  drainSec?: number
+  concurrencyAtEnd?: number
+  backend?: { startTrace: number, otlpRequests: number, cpuPct: number }
+  rssMiBAtEnd: number
+  /** (traced − untraced app CPU per request) × requests / traces exported. */
+  cpuUsPerExportedTrace?: number
+  /** p99 traced / p99 untraced at the same rate. */
+  p99Ratio?: number
+}
+
+interface BackendCount { startTrace: number, otlpRequests: number, otlpBytes: number, cpuUs: { user: number, system: number } }
+
+async function backendCount (url: string): Promise<BackendCount> {
+  const res = await fetch(`${url}/__count`, { signal: AbortSignal.timeout(10_000) })
+  return await res.json() as BackendCount
+}
+
+async function load (url: string, rate: number, seconds: number): Promise<autocannon.Result> {
+  // 50 req/s per connection at most: a 20 ms answer keeps the rate.
+  return await autocannon({ url: `${url}/`, connections: Math.max(100, Math.ceil(rate / 50)), pipelining: 1, overallRate: rate, duration: seconds })
+}
+
+function tracing (s: ServerStats): NonNullable<ServerStats['tracing']> {
+  return s.tracing as NonNullable<ServerStats['tracing']>
+}
+
+/** Waits until the app has nothing queued or in flight (at most `maxSec`); returns the seconds waited. */
+async function drain (url: string, maxSec: number): Promise<number> {
+  const started = performance.now()
+  for (;;) {
+    const q = tracing(await serverStats(url))
+    const waited = (performance.now() - started) / 1000
+    if ((q.queued === 0 && q.inFlight === 0) || waited >= maxSec) return r1(waited)
+    await sleep(100)
+  }
+}
+
+async function runOne (rate: number, backend: { delayMs: number, server: RunningServer } | undefined): Promise<CapacityRow> {
+  const app = await startServer(backend === undefined ? 'bare' : 'capacity', backend === undefined ? {} : { BENCH_MLFLOW_URI: backend.server.url })
+  try {
+    await load(app.url, rate, WARMUP)
+    if (backend !== undefined) await drain(app.url, 15)
+    const before = await serverStats(app.url)
+    const b0 = backend === undefined ? undefined : await backendCount(backend.server.url)
+    const window = cpuWindow(app.child.pid)
+    const t0 = performance.now()
+    const r = await load(app.url, rate, CAPACITY_SEC)
+    const drainSec = backend === undefined ? 0 : await drain(app.url, 30)
+    const cpu = window()
+    const seconds = (performance.now() - t0) / 1000
+    const after = await serverStats(app.url)
+    const row: CapacityRow = {
+      backendDelayMs: backend?.delayMs ?? null,
+      rate,
+      achievedReqPerSec: r1(r.requests.average),
+      answered2xx: r['2xx'],
+      served: after.served - before.served,
+      errors: r.errors + r.timeouts,
+      p50Ms: r.latency.p50,
+      p99Ms: r.latency.p99,
+      cpu,
+      rssMiBAtEnd: mib(after.memory.rss)
+    }
+    if (cpu !== undefined && row.served > 0) row.appCpuUsPerReq = r1(cpu.serverPct / 100 * seconds * 1e6 / row.served)
+    if (backend !== undefined && b0 !== undefined) {
+      const q0 = tracing(before)
+      const q1 = tracing(after)
+      const dropped: Record<string, number> = {}
+      for (const k of Object.keys(q1.dropped)) dropped[k] = q1.dropped[k] - (q0.dropped[k] ?? 0)
+      const b1 = await backendCount(backend.server.url)
+      const backendCpu = (b1.cpuUs.user + b1.cpuUs.system - b0.cpuUs.user - b0.cpuUs.system) / 1e6
+      Object.assign(row, {
+        exported: q1.exported - q0.exported,
+        dropped,
+        drainSec,
+        concurrencyAtEnd: q1.concurrency as number,
+        backend: { startTrace: b1.startTrace - b0.startTrace, otlpRequests: b1.otlpRequests - b0.otlpRequests, cpuPct: r1(backendCpu / seconds * 100) }
+      })
+    }
+    return row
+  } finally {
+    await stopChild(app.child)
+  }
+}
+
+export async function capacity (onRow: (row: CapacityRow) => void): Promise<CapacityRow[]> {
+  const backends: Array<{ delayMs: number, server: RunningServer }> = []
+  try {
+    for (const delayMs of CAPACITY_DELAYS) backends.push({ delayMs, server: await startListening('capacity-backend.js', [String(delayMs)], {}, `capacity backend (${delayMs} ms)`) })
+    const rows: CapacityRow[] = []
+    for (const rate of CAPACITY_RATES) {
+      const untraced = await runOne(rate, undefined)
+      onRow(untraced)
+      rows.push(untraced)
+      for (const backend of backends) {
+        const row = await runOne(rate, backend)
+        if (row.appCpuUsPerReq !== undefined && untraced.appCpuUsPerReq !== undefined && row.exported !== undefined && row.exported > 0) {
+          row.cpuUsPerExportedTrace = r1((row.appCpuUsPerReq - untraced.appCpuUsPerReq) * row.served / row.exported)
+        }
+        row.p99Ratio = Math.round(row.p99Ms / Math.max(1, untraced.p99Ms) * 100) / 100
+        onRow(row)
+        rows.push(row)
+      }
+    }
+    return rows
+  } finally {
+    for (const b of backends) await stopChild(b.server.child)
+  }
+}
+
+export function printCapacityRow (r: CapacityRow): void {
+  const what = r.backendDelayMs === null ? 'untraced' : `traced, backend ${r.backendDelayMs} ms`
+  const exp = r.exported === undefined
+    ? ''
+    : `, exported ${r.exported} of ${r.served}, dropped ${JSON.stringify(Object.fromEntries(Object.entries(r.dropped ?? {}).filter(([, n]) => n > 0)))}, ` +
+      `drained in ${r.drainSec ?? '?'} s, concurrency ${r.concurrencyAtEnd ?? '?'}, CPU/exported trace ${r.cpuUsPerExportedTrace ?? '?'} µs, p99 × untraced ${r.p99Ratio ?? '?'}, ` +
+      `backend ${r.backend?.startTrace ?? '?'} StartTraceV3 / ${r.backend?.otlpRequests ?? '?'} OTLP, ${r.backend?.cpuPct ?? '?'}% cpu`
+  console.log(`  ${r.rate} req/s ${what}: achieved ${r.achievedReqPerSec}, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, errors ${r.errors}, ` +
+    `app ${r.appCpuUsPerReq ?? '?'} µs/req (cpu ${r.cpu?.serverPct ?? '?'}%, other ${r.cpu?.otherPct ?? '?'}%)${exp}`)
+}

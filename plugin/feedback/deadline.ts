@@ -1,0 +1,40 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { FST_MLFLOW_FEEDBACK_UNDELIVERED } from '../errors'
+import { backoffDelay, type BackoffOptions } from '../export/backoff'
+import { MlflowHttpError } from '../export/http'
+
+/** What an attempt returns to be tried again after a pause (e.g. the trace is not exported yet). */
+export const AGAIN = Symbol('again')
+
+/**
+ * Runs `attempt` until it returns, retrying it with backoff as the export queue does (network
+ * errors, timeouts, 429, 5xx; Retry-After honoured) while the next try can start before the
+ * deadline. The signal aborts calls in flight at the deadline; a call aborted there may still have
+ * reached the server, so each attempt must first look at what is stored.
+ * @param waiting what AGAIN meant, for the error at the deadline
+ */
+export async function untilDeadline<T> (
+  traceId: string, timeoutMs: number, backoff: BackoffOptions, waiting: string,
+  attempt: (signal: AbortSignal) => Promise<T | typeof AGAIN>
+): Promise<T> {
+  const signal = AbortSignal.timeout(timeoutMs)
+  const end = Date.now() + timeoutMs
+  let why = waiting
+  for (let tries = 1; ; tries++) {
+    let retryAfterMs: number | undefined
+    try {
+      const result = await attempt(signal)
+      if (result !== AGAIN) return result
+      why = waiting
+    } catch (err) {
+      if (!(err instanceof MlflowHttpError)) throw err
+      if (signal.aborted) throw new FST_MLFLOW_FEEDBACK_UNDELIVERED(traceId, `no outcome within ${timeoutMs} ms (${err.message})`)
+      if (!err.retryable) throw err
+      why = err.message
+      retryAfterMs = err.retryAfterMs
+    }
+    const delay = backoffDelay(backoff, tries, retryAfterMs)
+    if (Date.now() + delay >= end) throw new FST_MLFLOW_FEEDBACK_UNDELIVERED(traceId, `${why}; gave up at the ${timeoutMs} ms deadline after ${tries} tries`)
+    await sleep(delay)
+  }
+}

@@ -1,0 +1,42 @@
+import { MlflowHttpError } from '../export/http'
+import type { TraceSink } from '../export/queue'
+
+/** How many unexported trace ids are remembered; past it the oldest (dropped ones, mostly) are forgotten. */
+const CAPACITY = 10_000
+
+/**
+ * Ids of traces this process ended and has not exported yet. Feedback often comes right after its
+ * request, before the trace is stored; and with OTLP export the server knows the trace from its
+ * spans before its TraceInfo (and user) arrives. A pending id is waited for, not answered.
+ */
+export class PendingTraces {
+  private readonly ids = new Set<string>()
+
+  add (id: string): void {
+    this.ids.add(id)
+    // A Set iterates in insertion order: the first is the oldest.
+    if (this.ids.size > CAPACITY) this.ids.delete(this.ids.values().next().value as string)
+  }
+
+  has (id: string): boolean {
+    return this.ids.has(id)
+  }
+
+  /**
+   * `sink`, settling a trace once it is exported or refused for good (an error the export queue
+   * does not retry). One `then` per export, no async wrapper: this runs for every trace.
+   */
+  settling (sink: TraceSink): TraceSink {
+    return {
+      export: (trace, signal) => Promise.resolve(sink.export(trace, signal)).then(() => {
+        this.ids.delete(trace.traceId)
+      }, (err: unknown) => {
+        if (!(err instanceof MlflowHttpError && err.retryable)) this.ids.delete(trace.traceId)
+        throw err
+      }),
+      // The queue probes a destination that is down through its sink: the probe must get through.
+      probe: sink.probe === undefined ? undefined : async signal => { await sink.probe?.(signal) },
+      close: sink.close === undefined ? undefined : async () => { await sink.close?.() }
+    }
+  }
+}
