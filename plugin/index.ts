@@ -1,77 +1,46 @@
-import { context } from '@opentelemetry/api'
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
-import { deploymentMetadata } from './context/deployment'
-import { resolveUser } from './context/user'
-import { createLifecycle, kState, type LifecycleCounters } from './lifecycle'
-import { validateOptions, type FastifyMlflowTracingOptions } from './options'
+import { setUpTracing } from './core/setup'
+import { fastifyHooks, kState } from './fastify/hooks'
+import type { FastifyMlflowTracingOptions } from './fastify/types'
 import { NOOP_REQUEST_TRACE } from './trace/noop-request-trace'
 import type { RequestTrace } from './trace/request-trace'
-import { MlflowTracing } from './tracing'
-import './types'
 
 const plugin: FastifyPluginAsync<FastifyMlflowTracingOptions> = async (fastify, opts) => {
-  const settings = validateOptions(opts, process.env)
-  const owned = opts.tracing === undefined
-  const tracing = opts.tracing ?? new MlflowTracing({ logger: fastify.log, ...opts })
-  let counters: LifecycleCounters = { invalidSessions: 0, hookErrors: 0 }
+  const { settings, tracing, core, stats, close, feedback, deleteFeedback } = setUpTracing(opts, fastify.log, { requestId: request => String(request.id) })
+  fastify.decorate('mlflowTracing', { tracing, stats, feedback, deleteFeedback })
+  fastify.addHook('onClose', async function flushTraces () { await close() })
 
-  // The feedback request's own user: its trace's, or (untraced) the same chain asked directly.
-  const userOf = (request: FastifyRequest): string | undefined => request.mlflow?.user ?? resolveUser(request, settings.user)?.user
-  fastify.decorate('mlflowTracing', {
-    tracing,
-    stats: () => ({ ...tracing.stats(), ...counters }),
-    feedback: async (request, input, options) => await tracing.feedback.record(userOf(request), input, options),
-    deleteFeedback: async (request, input, options) => await tracing.feedback.remove(userOf(request), input, options)
-  })
-  fastify.addHook('onClose', async function flushTraces () {
-    const done = owned ? await tracing.shutdown(settings.flushTimeoutMs) : await tracing.flush(settings.flushTimeoutMs)
-    if (!done) fastify.log.warn({ stats: tracing.stats() }, 'MLflow tracing: not every trace was exported before the deadline')
-  })
-
-  if (!settings.enabled) {
+  if (core === undefined) {
     // Off: no hooks, no context manager, and a handle that does nothing, so route code runs unchanged.
     fastify.decorateRequest('mlflow', { getter: () => NOOP_REQUEST_TRACE })
-    fastify.log.info('MLflow tracing is disabled')
     return
   }
 
-  // Deployment metadata (which may ask `git`) is worked out only when tracing is on.
-  const fixedMetadata = typeof settings.metadata === 'object' ? settings.metadata : {}
-  const sharedMetadata = { ...deploymentMetadata(process.env), ...fixedMetadata }
   // Fastify's null logger (logger: false) is its own child: no line could carry the trace id.
-  const logsTraceId = fastify.log.child({}) !== fastify.log
-  const lifecycle = createLifecycle(settings, tracing.tracer, sharedMetadata, opts.logger ?? fastify.log, logsTraceId)
-  counters = lifecycle.counters
-
-  // Spans are only "active" if a context manager carries them across awaits; keep the app's own if it has one.
-  // AsyncLocalStorage costs nothing until a span is first made active.
-  const manager = new AsyncLocalStorageContextManager().enable()
-  if (!context.setGlobalContextManager(manager)) manager.disable()
-
+  const hooks = fastifyHooks(core, fastify.log.child({}) !== fastify.log)
   // null first, the request's handle in onRequest: Fastify 5 forbids shared objects as decorator defaults.
   fastify.decorateRequest('mlflow', null as unknown as RequestTrace)
   fastify.decorateRequest(kState, null)
-  fastify.addHook('onRequest', lifecycle.onRequest)
-  if (settings.activeRootSpan) fastify.addHook('preHandler', lifecycle.preHandler)
-  fastify.addHook('onError', lifecycle.onError)
-  fastify.addHook('onSend', lifecycle.onSend)
+  fastify.addHook('onRequest', hooks.onRequest)
+  if (settings.activeRootSpan) fastify.addHook('preHandler', hooks.preHandler)
+  fastify.addHook('onError', hooks.onError)
+  fastify.addHook('onSend', hooks.onSend)
   // Fastify adds per-request work for onTimeout hooks; a socket can only time out if connectionTimeout is set.
-  if ((fastify.initialConfig.connectionTimeout ?? 0) > 0) fastify.addHook('onTimeout', lifecycle.onTimeout)
+  if ((fastify.initialConfig.connectionTimeout ?? 0) > 0) fastify.addHook('onTimeout', hooks.onTimeout)
   await tracing.start()
 }
 
 export const fastifyMlflowTracing = fp(plugin, { fastify: '5.x', name: 'fastify-mlflow-tracing' })
 export default fastifyMlflowTracing
 
-export type { FastifyMlflowTracingOptions, RouteTracingConfig } from './options'
-export type { FastifyMlflowTracing } from './types'
+export type { RouteTracingConfig, RequestTracingOptions } from './core/options'
+export type { FastifyMlflowTracing, FastifyMlflowTracingOptions } from './fastify/types'
 export type { RequestTrace, ChildSpanOptions } from './trace/request-trace'
 export type { LlmRequest, LlmResponse } from './trace/genai'
 export type { DistributedTracing } from './trace/distributed'
 export type { UserSource } from './context/user'
-export type { LifecycleCounters } from './lifecycle'
+export type { LifecycleCounters } from './core/problems'
 export { GenAi } from './trace/genai'
 export { DeploymentMetadata } from './context/deployment'
 export { MlflowTracing, type MlflowTracingOptions, type MlflowTracingStats } from './tracing'

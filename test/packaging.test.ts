@@ -33,7 +33,7 @@ t.before(async () => {
   await run('tar', ['-xzf', join(consumer, result.filename), '-C', installed, '--strip-components=1'])
   // The package's dependencies (and Fastify and Node's types for the consumers) come from the repo:
   // installing them would need the network.
-  for (const name of [...Object.keys(pkg.dependencies), 'fastify', '@types/node']) {
+  for (const name of [...Object.keys(pkg.dependencies), 'fastify', 'express', '@types/express', '@types/node']) {
     const link = join(consumer, 'node_modules', name)
     mkdirSync(dirname(link), { recursive: true })
     symlinkSync(join(repo, 'node_modules', name), link, 'dir')
@@ -59,7 +59,8 @@ function chatTraced (t: Test, seen: any): void {
 }
 
 t.test('the tarball holds the built entry points and their types, not the sources', async t => {
-  for (const file of ['package.json', 'dist/plugin/index.js', 'dist/plugin/index.d.ts', 'dist/plugin/types.d.ts', 'esm/index.mjs', 'esm/index.d.mts']) {
+  for (const file of ['package.json', 'dist/plugin/index.js', 'dist/plugin/index.d.ts', 'dist/plugin/fastify/types.d.ts', 'esm/index.mjs', 'esm/index.d.mts',
+    'dist/plugin/express/index.js', 'dist/plugin/express/index.d.ts', 'esm/express.mjs', 'esm/express.d.mts']) {
     t.ok(packed.includes(file), file)
   }
   t.same(packed.filter(f => f.startsWith('test/') || f.startsWith('plugin/') || f.startsWith('scripts/') || (f.endsWith('.ts') && !f.endsWith('.d.ts'))), [],
@@ -90,6 +91,17 @@ t.test('an ES module application imports it', async t => {
   }
 })
 
+t.test('an Express application requires "fastify-mlflow-tracing/express" and its requests are traced', async t => {
+  const tracesFile = join(consumer, 'traces-express.jsonl')
+  const { stdout } = await run(process.execPath, ['express-consumer.cjs', tracesFile], { cwd: consumer, env: bareEnv, timeout: 30_000 })
+  const seen = JSON.parse(stdout.trim().split('\n').pop() as string)
+  t.equal(seen.resolved, join(installed, 'dist', 'plugin', 'express', 'index.js'), 'the "./express" "require" condition')
+  t.same(seen.body, { answer: 'pong', traced: true }, 'req.mlflow is the live trace')
+  t.equal(seen.lines, 1, 'one trace written to the JSON Lines file')
+  t.equal(seen.traceId, seen.header, 'the file holds the trace the response names')
+  t.same(seen.spans, [['POST /chat', 'CHAIN'], ['chat fake-model', 'LLM']], 'the root renamed after the route, and the LLM span')
+})
+
 t.test('TypeScript applications type-check against the declarations, merged Fastify types included', async t => {
   const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc')
   const check = async (file: string): Promise<string[]> => {
@@ -103,11 +115,12 @@ t.test('TypeScript applications type-check against the declarations, merged Fast
       throw new Error(`tsc ${file} failed:\n${(e.stdout ?? '').split('\n').filter(l => l.includes('error')).join('\n')}`)
     }
   }
-  const entry = (files: string[]): string[] => files.filter(f => f.startsWith(installed + '/') && /\/(esm\/index\.d\.mts|dist\/plugin\/(index|types)\.d\.ts)$/.test(f))
+  const entry = (files: string[]): string[] => files.filter(f => f.startsWith(installed + '/') && /\/(esm\/index\.d\.mts|dist\/plugin\/(index|fastify\/types)\.d\.ts)$/.test(f))
     .map(f => f.slice(installed.length + 1)).sort()
 
   // One tsc per file: each must find the merged types through its own entry point.
-  const [cts, mts] = await Promise.all([check('consumer.cts'), check('consumer.mts')])
-  t.same(entry(cts), ['dist/plugin/index.d.ts', 'dist/plugin/types.d.ts'], 'a CommonJS consumer (.cts) compiles against the "require" types')
-  t.same(entry(mts), ['dist/plugin/index.d.ts', 'dist/plugin/types.d.ts', 'esm/index.d.mts'], 'an ES module consumer (.mts) compiles against the "import" types')
+  const [cts, mts, expressMts] = await Promise.all([check('consumer.cts'), check('consumer.mts'), check('express-consumer.mts')])
+  t.ok(expressMts.some(f => f === join(installed, 'esm', 'express.d.mts')), 'an Express ES module consumer compiles against the "./express" "import" types')
+  t.same(entry(cts), ['dist/plugin/fastify/types.d.ts', 'dist/plugin/index.d.ts'], 'a CommonJS consumer (.cts) compiles against the "require" types')
+  t.same(entry(mts), ['dist/plugin/fastify/types.d.ts', 'dist/plugin/index.d.ts', 'esm/index.d.mts'], 'an ES module consumer (.mts) compiles against the "import" types')
 })

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { IncomingHttpHeaders } from 'node:http'
 
 /** Where the trace's user came from; recorded as the `user_source` metadata. */
 export type UserSource =
@@ -14,9 +14,14 @@ export interface ResolvedUser {
   source: UserSource
 }
 
-export interface UserOptions {
+/** What the user chain reads of a request, in any framework. */
+export interface UserSourceRequest {
+  headers: IncomingHttpHeaders
+}
+
+export interface UserOptions<R extends UserSourceRequest = UserSourceRequest> {
   /** Asked first; returning undefined falls through to the next source. */
-  resolveUser?: (request: FastifyRequest) => string | undefined
+  resolveUser?: (request: R) => string | undefined
   /** How to read a verified identity on `request.user`; false ignores it. */
   requestUser: false | ((user: unknown) => string | undefined)
   /** Trust Databricks Apps' X-Forwarded-* identity headers. */
@@ -44,7 +49,7 @@ export function defaultRequestUser (user: unknown): string | undefined {
  * The end user of a request, from the most to the least trustworthy source. A source that cannot
  * be trusted is skipped, never guessed from: no user is better than a made-up one.
  */
-export function resolveUser (request: FastifyRequest, opts: UserOptions): ResolvedUser | undefined {
+export function resolveUser<R extends UserSourceRequest> (request: R, opts: UserOptions<R>): ResolvedUser | undefined {
   if (opts.resolveUser !== undefined) {
     const user = clean(opts.resolveUser(request))
     if (user !== undefined) return { user, source: 'resolver' }

@@ -10,6 +10,13 @@ import type { Test } from 'tap'
 
 export const repoRoot = resolve(__dirname, '..', '..')
 export const serverJs = join('dist', 'example-app', 'server.js')
+export const expressServerJs = join('dist', 'example-app', 'express-server.js')
+
+/** The example agent's two servers (`npm start`, `npm run start:express`): the same routes, environment and checks. */
+export const EXAMPLE_SERVERS = [
+  { name: 'fastify (npm start)', argv: [process.execPath, serverJs] },
+  { name: 'express (npm run start:express)', argv: [process.execPath, expressServerJs] }
+]
 export const tracesJs = join('dist', 'example-app', 'traces.js')
 
 /**
@@ -126,7 +133,7 @@ const LISTENING = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/
 
 /**
  * Spawns `argv` (default `node dist/example-app/server.js`) in the repo root with exactly `env`
- * and waits for Fastify's "Server listening at http://127.0.0.1:PORT" line. Killed at teardown.
+ * and waits for the "Server listening at http://127.0.0.1:PORT" line (Fastify's, and express-server.ts's). Killed at teardown.
  */
 export async function startApp (t: Test, env: Record<string, string>, argv: string[] = [process.execPath, serverJs]): Promise<RunningApp> {
   const proc = spawn(argv[0], argv.slice(1), { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] })

@@ -1,20 +1,24 @@
-import type { FastifyRequest } from 'fastify'
-import { Redactor } from './context/capture'
-import { defaultRequestUser, type UserOptions } from './context/user'
-import { FST_MLFLOW_INVALID_OPTION } from './errors'
-import { SpanType } from './trace/constants'
-import { distributedTracingMode } from './trace/distributed'
-import type { MlflowTracing, MlflowTracingOptions } from './tracing'
+import { Redactor } from '../context/capture'
+import { defaultRequestUser, type UserOptions } from '../context/user'
+import { FST_MLFLOW_INVALID_OPTION } from '../errors'
+import { SpanType } from '../trace/constants'
+import { distributedTracingMode } from '../trace/distributed'
+import type { MlflowTracing, MlflowTracingOptions } from '../tracing'
+import type { CoreRequest } from './request'
 
-type PerRequest<T> = T | ((request: FastifyRequest) => T)
+type PerRequest<T, R> = T | ((request: R) => T)
 
-export interface FastifyMlflowTracingOptions extends MlflowTracingOptions {
-  /** Default true (`MLFLOW_TRACING_ENABLED=false` turns it off). Off, the plugin adds only a no-op `request.mlflow`. */
+/**
+ * The options of the Fastify plugin and of the Express middleware alike; `R` is the framework's
+ * request, which the per-request functions receive.
+ */
+export interface RequestTracingOptions<R extends CoreRequest = CoreRequest> extends MlflowTracingOptions {
+  /** Default true (`MLFLOW_TRACING_ENABLED=false` turns it off). Off, only a no-op `request.mlflow` is added. */
   enabled?: boolean
   /** Share of requests traced, 0 to 1. Default 1. */
   sampleRate?: number
   /** Requests not to trace: path globs (`/health*`, `/static/**`) or a predicate. */
-  ignore?: string | string[] | ((request: FastifyRequest) => boolean)
+  ignore?: string | string[] | ((request: R) => boolean)
   /**
    * Make the root span the active OTel span for the whole request, so that `trace.getActiveSpan()`
    * and OTel instrumentations see it outside `request.mlflow.span()` callbacks too. Default false:
@@ -25,8 +29,8 @@ export interface FastifyMlflowTracingOptions extends MlflowTracingOptions {
   /** MLflow span type of the root span. Default CHAIN; set AGENT per route with `config.mlflow.spanType`. */
   spanType?: SpanType
   /** Your own user lookup, asked first. Return undefined to fall through. */
-  resolveUser?: (request: FastifyRequest) => string | undefined
-  /** Read the user from `request.user` (set by an auth plugin such as @fastify/jwt). Default: email, preferred_username, username, sub or id. */
+  resolveUser?: (request: R) => string | undefined
+  /** Read the user from `request.user` (set by an auth plugin such as @fastify/jwt or passport). Default: email, preferred_username, username, sub or id. */
   requestUser?: boolean | ((user: unknown) => string | undefined)
   /** Trust Databricks Apps' X-Forwarded-Email / -Preferred-Username / -User. Default: only on Databricks Apps (DATABRICKS_APP_NAME set). */
   trustForwardedIdentity?: boolean
@@ -34,16 +38,16 @@ export interface FastifyMlflowTracingOptions extends MlflowTracingOptions {
   unverifiedJwtClaim?: string
   /** Header carrying the conversation id. Default `x-session-id`. */
   sessionHeader?: string
-  /** Header whose value becomes `client_request_id`; Fastify's request id otherwise. Default `x-request-id`; false always uses Fastify's. */
+  /** Header whose value becomes `client_request_id`; the framework's request id otherwise. Default `x-request-id`; false always uses the framework's. */
   requestIdHeader?: string | false
   /** Response header carrying the trace id. Default `x-mlflow-trace-id`; false sends none. */
   traceIdHeader?: string | false
   /** Key of the trace id in `request.log` lines. Default `mlflow_trace_id`. */
   logKey?: string
   /** Extra trace metadata (immutable): fixed, or computed per request after authentication. */
-  metadata?: PerRequest<Record<string, string>>
+  metadata?: PerRequest<Record<string, string>, R>
   /** Extra trace tags (mutable labels): fixed, or computed per request. */
-  tags?: PerRequest<Record<string, string>>
+  tags?: PerRequest<Record<string, string>, R>
   /** Record request and response bodies as the root span's inputs and outputs. Default true. */
   captureBody?: boolean
   /** Longest captured body, in characters of JSON. Default 10000. */
@@ -64,34 +68,45 @@ export interface RouteTracingConfig {
   captureBody?: boolean
 }
 
+/** A route's tracing config, checked as the route is declared (Express's `tracing.route(config)`). */
+export function validateRouteConfig (config: RouteTracingConfig): void {
+  const { spanType, captureBody } = config
+  if (spanType !== undefined && (typeof spanType !== 'string' || spanType.trim() === '')) {
+    throw new FST_MLFLOW_INVALID_OPTION('spanType', `expected one of ${Object.values(SpanType).join(', ')}, got ${describe(spanType)}`)
+  }
+  if (captureBody !== undefined && typeof captureBody !== 'boolean') {
+    throw new FST_MLFLOW_INVALID_OPTION('captureBody', `expected a boolean, got ${describe(captureBody)}`)
+  }
+}
+
 const SECRET_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-forwarded-access-token', 'x-api-key']
 const SECRET_FIELDS = ['password', 'passwd', 'secret', 'token', 'access_token', 'refresh_token', 'id_token', 'api_key', 'apikey',
   'authorization', 'cookie', 'client_secret', 'private_key']
 
-export interface Settings {
+export interface Settings<R extends CoreRequest = CoreRequest> {
   enabled: boolean
   sampleRate: number
-  ignore: ((request: FastifyRequest) => boolean) | undefined
+  ignore: ((request: R) => boolean) | undefined
   activeRootSpan: boolean
   spanType: SpanType
-  user: UserOptions
+  user: UserOptions<R>
   sessionHeader: string
   requestIdHeader: string | false
   traceIdHeader: string | false
   logKey: string
-  metadata: PerRequest<Record<string, string>>
-  tags: PerRequest<Record<string, string>>
+  metadata: PerRequest<Record<string, string>, R>
+  tags: PerRequest<Record<string, string>, R>
   captureBody: boolean
   maxBodyChars: number
   redactor: Redactor
   flushTimeoutMs: number
 }
 
-export function validateOptions (opts: FastifyMlflowTracingOptions, env: Record<string, string | undefined>): Settings {
+export function validateOptions<R extends CoreRequest> (opts: RequestTracingOptions<R>, env: Record<string, string | undefined>): Settings<R> {
   const check = (ok: boolean, name: string, expected: string): void => {
     if (!ok) throw new FST_MLFLOW_INVALID_OPTION(name, `expected ${expected}, got ${describe((opts as Record<string, unknown>)[name])}`)
   }
-  const optional = (name: keyof FastifyMlflowTracingOptions, type: string): void => {
+  const optional = (name: keyof RequestTracingOptions, type: string): void => {
     const v = opts[name]
     check(v === undefined || typeof v === type, name, type === 'function' ? 'a function' : `a ${type}`)
   }
@@ -160,7 +175,7 @@ export function validateOptions (opts: FastifyMlflowTracingOptions, env: Record<
   }
 }
 
-function ignoreMatcher (ignore: FastifyMlflowTracingOptions['ignore']): ((request: FastifyRequest) => boolean) | undefined {
+function ignoreMatcher<R extends CoreRequest> (ignore: RequestTracingOptions<R>['ignore']): ((request: R) => boolean) | undefined {
   if (ignore === undefined) return undefined
   if (typeof ignore === 'function') return ignore
   const globs = typeof ignore === 'string' ? [ignore] : ignore

@@ -1,10 +1,13 @@
-import type { RouteTracingConfig } from './options'
-import type { RequestTrace } from './trace/request-trace'
-import type { MlflowTracing, MlflowTracingStats } from './tracing'
-import type { LifecycleCounters } from './lifecycle'
-import type { FeedbackOptions, FeedbackResult } from './feedback/feedback'
-import type { FeedbackInput } from './feedback/input'
 import type { FastifyRequest } from 'fastify'
+import type { RequestTracingOptions, RouteTracingConfig } from '../core/options'
+import type { LifecycleCounters } from '../core/problems'
+import type { FeedbackOptions, FeedbackResult } from '../feedback/feedback'
+import type { FeedbackInput } from '../feedback/input'
+import type { RequestTrace } from '../trace/request-trace'
+import type { MlflowTracing, MlflowTracingStats } from '../tracing'
+
+/** The plugin's options: the per-request functions get the Fastify request. */
+export interface FastifyMlflowTracingOptions extends RequestTracingOptions<FastifyRequest> {}
 
 /** The app-level handle: `app.mlflowTracing`. */
 export interface FastifyMlflowTracing {
