@@ -1,6 +1,7 @@
 // The processes the benchmark starts (variant servers, workers, the MLflow server), and making sure
 // none outlives the run, even when it is interrupted.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { watchMlflowServer } from './cpu'
@@ -115,6 +116,21 @@ export interface ServerStats {
   served: number
 }
 
+/** Runs `fn` every second until the returned stop() is called; stop() waits for the run in progress. */
+export function everySecond (fn: () => Promise<void>): () => Promise<void> {
+  let running = true
+  const loop = (async () => {
+    while (running) {
+      await sleep(1000)
+      if (running) await fn()
+    }
+  })()
+  return async () => {
+    running = false
+    await loop
+  }
+}
+
 /** A variant server's GET /__stats. */
 export async function serverStats (url: string): Promise<ServerStats> {
   const res = await fetch(`${url}/__stats`, { signal: AbortSignal.timeout(10_000) })
@@ -152,13 +168,16 @@ export async function runWorker (script: string, args: object, timeoutMs: number
   return { result: JSON.parse(out.trim().split('\n').pop() as string), warnings: err === '' ? [] : err.split('\n').slice(0, 5) }
 }
 
-/** Starts the real MLflow server (scripts/mlflow-server.mjs) and counts its CPU apart from here on. */
-export async function startMlflow (): Promise<MlflowServer> {
+/**
+ * Starts the real MLflow server (scripts/mlflow-server.mjs) and counts its CPU apart from here on.
+ * With `dir` and `port`, it is one started again on the data and port of one stopped before (an outage).
+ */
+export async function startMlflow (options: { dir?: string, port?: number } = {}): Promise<MlflowServer> {
   const scripts = pathToFileURL(join(repoRoot, 'scripts')).href
   const { ensureMlflowVenv } = await import(`${scripts}/ensure-mlflow-venv.mjs`) as { ensureMlflowVenv: () => Promise<string> }
-  const { startMlflowServer } = await import(`${scripts}/mlflow-server.mjs`) as { startMlflowServer: () => Promise<MlflowServer> }
+  const { startMlflowServer } = await import(`${scripts}/mlflow-server.mjs`) as { startMlflowServer: (o: { dir?: string, port?: number }) => Promise<MlflowServer> }
   console.log(await ensureMlflowVenv())
-  mlflow = await startMlflowServer()
+  mlflow = await startMlflowServer(options)
   const group = watchMlflowServer(new URL(mlflow.uri).port)
   console.log(`MLflow ${mlflow.version} at ${mlflow.uri} (process group ${group ?? 'not found'})`)
   return mlflow

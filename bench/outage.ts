@@ -3,7 +3,7 @@
 import autocannon from 'autocannon'
 import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { serverStats, startServer, stopChild, type ServerStats } from './children'
+import { everySecond, serverStats, startServer, stopChild, type ServerStats } from './children'
 import { cpuWindow } from './cpu'
 import { mib, r1 } from './report'
 import { OUTAGE_RATE, OUTAGE_SEC } from './settings'
@@ -58,18 +58,11 @@ export async function outage (): Promise<Record<string, unknown>> {
     }
     const baseline = baselineSamples[baselineSamples.length - 1]
     const samples: Sample[] = []
-    let sampling = true
-    const sampler = (async () => {
-      while (sampling) {
-        await sleep(1000)
-        if (sampling) samples.push(sample(t0, await serverStats(server.url)))
-      }
-    })()
+    const stopSampling = everySecond(async () => { samples.push(sample(t0, await serverStats(server.url))) })
     const window = cpuWindow(server.child.pid)
     const r = await autocannon({ url: `${server.url}/`, connections: 100, pipelining: 1, overallRate: OUTAGE_RATE, duration: OUTAGE_SEC })
     const cpu = window()
-    sampling = false
-    await sampler
+    await stopSampling()
     const final = sample(t0, await serverStats(server.url))
     samples.push(final)
     const maxRss = Math.max(...samples.map(s => s.rss))

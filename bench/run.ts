@@ -10,8 +10,9 @@ import { runMain, startMlflow, stopMlflow } from './children'
 import { quietBudget } from './cpu'
 import { exportThroughput, serializationCost } from './export'
 import { outage, outageControl } from './outage'
+import { printSpoolOutage, spoolOutage } from './spool'
 import { fastifyVersion, printExport, printOutage, printOutageControl, printSerialization, printVariants, runDescription, writeResults } from './report'
-import { CAPACITY_DELAYS, CAPACITY_RATES, CAPACITY_SEC, DURATION, EXPORT_TRACES, LOAD, NOISE_RETRIES, OUTAGE_RATE, OUTAGE_SEC, ROUNDS, SEQUENTIAL_MAX_SEC, SKIP, VARIANTS, WARMUP } from './settings'
+import { CAPACITY_DELAYS, CAPACITY_RATES, CAPACITY_SEC, DURATION, EXPORT_TRACES, LOAD, NOISE_RETRIES, OUTAGE_RATE, OUTAGE_SEC, ROUNDS, SEQUENTIAL_MAX_SEC, SKIP, SPOOL_OUTAGE_SEC, SPOOL_RATE, VARIANTS, WARMUP } from './settings'
 import { runVariants } from './variants'
 
 /** Seconds the run should take on a quiet machine, and its quiet-wait budget on top. */
@@ -21,7 +22,9 @@ function estimateSec (): number {
   return 8 + (SKIP.has('variants') ? 0 : ROUNDS * VARIANTS.length * (WARMUP + DURATION + 2)) +
     (SKIP.has('export') ? 0 : exportSec) +
     (SKIP.has('outage') ? 0 : OUTAGE_SEC + 6 + Math.min(10, OUTAGE_SEC) + 3) +
-    (SKIP.has('capacity') ? 0 : CAPACITY_RATES.length * (1 + CAPACITY_DELAYS.length) * (WARMUP + CAPACITY_SEC + 4)) + quietBudget()
+    (SKIP.has('capacity') ? 0 : CAPACITY_RATES.length * (1 + CAPACITY_DELAYS.length) * (WARMUP + CAPACITY_SEC + 4)) +
+    // The spool outage: two server starts (≈ 15 s each), the outage, and the replay (≈ 150 traces/s).
+    (SKIP.has('spool') ? 0 : 30 + SPOOL_OUTAGE_SEC * (1 + SPOOL_RATE / 150)) + quietBudget()
 }
 
 async function main (): Promise<void> {
@@ -72,9 +75,16 @@ async function main (): Promise<void> {
     results.capacity = { seconds: CAPACITY_SEC, rows: await capacity(printCapacityRow) }
   }
 
+  if (!SKIP.has('spool')) {
+    console.log(`\nspool: tracking server stopped for ${SPOOL_OUTAGE_SEC} s under ${SPOOL_RATE} req/s, the durable spool on, then started again on the same port and data …`)
+    const o = await spoolOutage()
+    results.spool = o
+    printSpoolOutage(o)
+  }
+
   const elapsed = (performance.now() - started) / 1000
   results.elapsedSec = Math.round(elapsed)
-  writeResults(results, ['variants', 'export', 'outage', 'capacity'].filter(k => SKIP.has(k)))
+  writeResults(results, ['variants', 'export', 'outage', 'capacity', 'spool'].filter(k => SKIP.has(k)))
   console.log(`total elapsed ${elapsed.toFixed(0)} s (${(elapsed / 60).toFixed(1)} min)`)
 }
 

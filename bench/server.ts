@@ -9,8 +9,8 @@ import { OtlpBatcher } from '../plugin/export/otlp-batcher'
 // Diagnostic variants (not in the default run): bare-als is bare Fastify with AsyncLocalStorage in
 // use on every request; traced-sink-active-root is traced-sink with activeRootSpan: true;
 // traced-sink-artifact is traced-sink serializing as the artifact path does. capacity (capacity.ts)
-// exports to BENCH_MLFLOW_URI with the defaults, as outage does.
-export const VARIANTS = ['bare', 'disabled', 'traced-sink', 'traced-mlflow', 'fastify-otel', 'outage', 'capacity', 'bare-als', 'traced-sink-active-root', 'traced-sink-artifact'] as const
+// exports to BENCH_MLFLOW_URI with the defaults, as outage does; spool (spool.ts) too, with the spool on.
+export const VARIANTS = ['bare', 'disabled', 'traced-sink', 'traced-mlflow', 'fastify-otel', 'outage', 'capacity', 'bare-als', 'traced-sink-active-root', 'traced-sink-artifact', 'spool'] as const
 export type Variant = typeof VARIANTS[number]
 
 const STATS_PATH = '/__stats'
@@ -103,6 +103,12 @@ async function build (variant: Variant): Promise<FastifyInstance> {
       // A tracking server that is down, or the capacity run's stand-in: experimentId, since a name lookup would need the server.
       await app.register(fastifyMlflowTracing, {
         trackingUri: env('BENCH_MLFLOW_URI'), experimentId: '1', ignore: STATS_PATH
+      })
+      break
+    case 'spool':
+      // A real tracking server that the runner stops and starts again, with the durable spool on.
+      await app.register(fastifyMlflowTracing, {
+        trackingUri: env('BENCH_MLFLOW_URI'), experimentName: env('BENCH_EXPERIMENT_NAME'), spool: env('BENCH_SPOOL_DIR'), ignore: STATS_PATH
       })
       break
     case 'fastify-otel':

@@ -6,9 +6,10 @@
 //   (measure concurrency 4 and 16 even when the default, 8, meets the target), BENCH_QUIET_WAIT_SEC
 //   (90: the most the run waits, in all, for other processes to go quiet before a measurement),
 //   BENCH_NOISE_RETRIES (1: how often a round disturbed by other processes is measured again),
-//   BENCH_VARIANTS (comma list), BENCH_SKIP (comma list of: variants, export, outage, capacity),
-//   BENCH_CAPACITY_SEC (15), BENCH_CAPACITY_RATES (req/s, 2000,5000), BENCH_CAPACITY_DELAYS (backend ms, 0,50).
-// `--quick`: 3 s rounds, 10 s outage, 300 traces, 5 s capacity runs.
+//   BENCH_VARIANTS (comma list), BENCH_SKIP (comma list of: variants, export, outage, capacity, spool),
+//   BENCH_CAPACITY_SEC (15), BENCH_CAPACITY_RATES (req/s, 2000,5000), BENCH_CAPACITY_DELAYS (backend ms, 0,50),
+//   BENCH_SPOOL_OUTAGE_SEC (s, 300) and BENCH_SPOOL_RATE (req/s, 20): the outage with the spool on.
+// `--quick`: 3 s rounds, 10 s outage, 300 traces, 5 s capacity runs, 20 s spool outage.
 import { resolve } from 'node:path'
 import type { Variant } from './server'
 
@@ -29,6 +30,8 @@ export const OUTAGE_SEC = num('BENCH_OUTAGE_SEC', quick ? 10 : 60)
 export const EXPORT_TRACES = Math.round(num('BENCH_EXPORT_TRACES', quick ? 300 : 1500))
 export const SEQUENTIAL_MAX_SEC = num('BENCH_SEQUENTIAL_MAX_SEC', 150)
 export const OUTAGE_RATE = Math.round(num('BENCH_OUTAGE_RATE', 1000))
+export const SPOOL_OUTAGE_SEC = num('BENCH_SPOOL_OUTAGE_SEC', quick ? 20 : 300)
+export const SPOOL_RATE = Math.round(num('BENCH_SPOOL_RATE', 20))
 export const ROUNDS = Math.round(num('BENCH_ROUNDS', quick ? 1 : 2))
 export const NOISE_RETRIES = Math.round(num('BENCH_NOISE_RETRIES', 1, true))
 export const EXPORT_ALL_CONCURRENCY = process.env.BENCH_EXPORT_ALL_CONCURRENCY === '1'

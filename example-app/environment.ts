@@ -14,9 +14,12 @@ export function listenPort (env: NodeJS.ProcessEnv): number {
 export const logLevel = (env: NodeJS.ProcessEnv): string => env.LOG_LEVEL ?? 'info'
 
 /** The tracing options the environment does not already give the plugin (MLFLOW_*, APP_ENVIRONMENT, ... it reads itself). */
-export function tracingOptions (env: NodeJS.ProcessEnv): { flushTimeoutMs: number, trustForwardedIdentity: true | undefined } {
+export function tracingOptions (env: NodeJS.ProcessEnv): { flushTimeoutMs: number, spool: string | undefined, trustForwardedIdentity: true | undefined } {
   return {
     flushTimeoutMs: FLUSH_TIMEOUT_MS,
+    // Traces that cannot be exported wait on disk for the server, even across a restart of the app.
+    // MLFLOW_TRACING_SPOOL_DIR (the plugin reads it) names another directory, or none when empty.
+    spool: env.MLFLOW_TRACING_SPOOL_DIR === undefined ? './.mlflow-spool' : undefined,
     // Behind the Databricks Apps proxy the plugin trusts X-Forwarded-* by itself; locally, only if asked.
     trustForwardedIdentity: env.TRUST_FORWARDED_IDENTITY === 'true' ? true : undefined
   }

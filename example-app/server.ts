@@ -6,7 +6,10 @@ async function main (): Promise<void> {
   await app.listen({ host: '0.0.0.0', port: listenPort(process.env) })
   // Fastify runs onClose hooks (the plugin's flush) only once every connection is gone, and Node
   // never counts a connection opened but not yet used as idle: drain, then close them all.
-  closeOnSignals(app.log, async () => { await app.close() }, () => { app.server.closeAllConnections() })
+  closeOnSignals(app.log, async () => {
+    await app.close()
+    app.log.info({ stats: app.mlflowTracing.stats() }, 'closed')
+  }, () => { app.server.closeAllConnections() })
 }
 
 main().catch(err => {

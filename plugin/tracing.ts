@@ -5,6 +5,8 @@ import { MlflowHttpError } from './export/http'
 import { stderrLogger, type Logger } from './export/logger'
 import { MlflowSink } from './export/mlflow-sink'
 import { ExportQueue, type ExportStats, type QueueOptions, type TraceSink } from './export/queue'
+import { DiskSpool, type SpoolStats } from './export/spool/disk-spool'
+import { destinationDir, resolveSpool } from './export/spool/options'
 import { TraceFeedback } from './feedback/feedback'
 import { FileFeedbackStore } from './feedback/file-store'
 import { MlflowFeedbackStore } from './feedback/mlflow-store'
@@ -29,6 +31,8 @@ export interface MlflowTracingOptions extends DestinationOptions {
 export interface MlflowTracingStats extends ExportStats {
   /** Spans started under a trace that had already ended; they are not exported. */
   lateSpans: number
+  /** With a spool: what waits on disk, and what was written, replayed and lost there. */
+  spool?: SpoolStats
 }
 
 /** The trace client: a tracer whose finished traces are exported in the background. */
@@ -43,6 +47,7 @@ export class MlflowTracing {
   private readonly queue: ExportQueue
   private readonly mlflowSink: MlflowSink | undefined
   private readonly logger: Logger
+  private readonly spool: DiskSpool | undefined
 
   constructor (opts: MlflowTracingOptions = {}, env: Record<string, string | undefined> = process.env) {
     this.logger = opts.logger ?? stderrLogger
@@ -67,7 +72,8 @@ export class MlflowTracing {
     }
     const pending = new PendingTraces()
     this.feedback = new TraceFeedback(feedbackStore, pending)
-    this.queue = new ExportQueue(feedbackStore === undefined ? sink as TraceSink : pending.settling(sink as TraceSink), this.logger, opts.queue)
+    this.spool = this.openSpool(opts, env, dest)
+    this.queue = new ExportQueue(feedbackStore === undefined ? sink as TraceSink : pending.settling(sink as TraceSink), this.logger, opts.queue, this.spool)
     this.tracer = new MlflowTracer(trace => {
       if (feedbackStore !== undefined) pending.add(trace.id)
       this.queue.push(trace)
@@ -93,7 +99,10 @@ export class MlflowTracing {
         this.logger.warn({ err: err.message }, 'MLflow server not reachable at start-up; traces will queue and retry')
       }
     }
-    this.logger.info({ destination: this.destination }, `MLflow tracing: traces go to ${this.destination}${how}`)
+    const spooled = await this.spool?.open()
+    this.queue.wake()
+    const spool = this.spool === undefined ? '' : `; ${spooled ?? 0} spooled traces found in ${this.spool.dir}`
+    this.logger.info({ destination: this.destination, spooled }, `MLflow tracing: traces go to ${this.destination}${how}${spool}`)
   }
 
   /** The experiment traces go to (undefined for a file or custom sink). */
@@ -102,7 +111,9 @@ export class MlflowTracing {
   }
 
   stats (): MlflowTracingStats {
-    return { ...this.queue.stats(), lateSpans: this.tracer.lateSpans }
+    const stats: MlflowTracingStats = { ...this.queue.stats(), lateSpans: this.tracer.lateSpans }
+    if (this.spool !== undefined) stats.spool = this.spool.stats()
+    return stats
   }
 
   async flush (timeoutMs = 10_000): Promise<boolean> {
@@ -111,6 +122,14 @@ export class MlflowTracing {
 
   async shutdown (timeoutMs = 10_000): Promise<boolean> {
     return await this.queue.shutdown(timeoutMs)
+  }
+
+  /** A spool per destination (a custom sink's traces go to a directory of their own); a local file needs none. */
+  private openSpool (opts: MlflowTracingOptions, env: Record<string, string | undefined>, dest: Destination | undefined): DiskSpool | undefined {
+    const settings = resolveSpool(opts.spool, env)
+    if (settings === undefined || dest?.kind === 'file') return undefined
+    const target = dest === undefined ? { host: 'custom-sink' } : { host: dest.host, experimentId: dest.experimentId, experimentName: dest.experimentName }
+    return new DiskSpool(destinationDir(settings.dir, target), settings.maxBytes, this.logger, target)
   }
 }
 

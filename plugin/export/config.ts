@@ -2,6 +2,7 @@ import { resolve } from 'node:path'
 import { FST_MLFLOW_INVALID_OPTION } from '../errors'
 import { basicAuth, bearerAuth, databricksOAuth, noAuth, type AuthProvider } from './auth'
 import type { SpanUploadOption } from './span-upload'
+import type { SpoolOption } from './spool/options'
 
 const SPAN_UPLOADS: readonly SpanUploadOption[] = ['auto', 'otlp', 'artifact']
 
@@ -36,6 +37,12 @@ export interface DestinationOptions {
    * span store where the server has one, else the `traces.json` artifact; `otlp` / `artifact` force one.
    */
   spanUpload?: SpanUploadOption
+  /**
+   * `MLFLOW_TRACING_SPOOL_DIR` (and `MLFLOW_TRACING_SPOOL_MAX_BYTES`, default 256 MiB): a directory
+   * where traces that cannot be exported now wait on disk, for this process or the next one on the
+   * same directory. Unset: they wait in memory only.
+   */
+  spool?: SpoolOption
 }
 
 export type Destination =

@@ -97,11 +97,25 @@ export class MlflowSink implements TraceSink {
       if (progress.spansStored) return
       throw new Error(`trace ${trace.traceId} joins an upstream trace, which needs OTLP span ingest; the server has none`)
     }
-    progress.stored ??= await this.client.startTrace({ ...trace.info, trace_location: { type: 'MLFLOW_EXPERIMENT', mlflow_experiment: { experiment_id: experimentId } } }, signal)
+    progress.stored ??= await this.startTrace(trace, experimentId, signal)
     // The server says where it keeps this trace's spans: in its database, they are there already.
     if (progress.stored.tags[TraceTag.SPANS_LOCATION] === 'TRACKING_STORE') return
     if (this.databricks) await this.client.uploadSpansDatabricks(trace.traceId, trace.spansJson, signal)
     else await this.client.uploadSpans(progress.stored, trace.spansJson, signal)
+  }
+
+  /**
+   * StartTraceV3. A trace the server already has (replayed from the spool after a crash, or retried
+   * after an answer that was lost) is merged by 3.4 and later; 3.2 and 3.3 refuse it on their
+   * unique key instead, and the trace stored then is the one whose spans are still to be sent.
+   */
+  private async startTrace (trace: SerializedTrace, experimentId: string, signal: AbortSignal): Promise<StoredTraceInfo> {
+    try {
+      return await this.client.startTrace({ ...trace.info, trace_location: { type: 'MLFLOW_EXPERIMENT', mlflow_experiment: { experiment_id: experimentId } } }, signal)
+    } catch (err) {
+      if (!(err instanceof MlflowHttpError) || err.status !== 400 || !ALREADY_STORED.test(err.message)) throw err
+      return await this.client.getTraceInfo(trace.traceId)
+    }
   }
 
   /** Once the server says it cannot store spans, every later trace goes the artifact way. */
@@ -126,6 +140,9 @@ export class MlflowSink implements TraceSink {
     }
   }
 }
+
+/** The database's words for a trace id it already has (SQLite, PostgreSQL, MySQL). */
+const ALREADY_STORED = /UNIQUE constraint failed: trace_info\.request_id|duplicate key value violates unique constraint|Duplicate entry .* for key/
 
 /** Turns a definitive server answer about our configuration into an error that names the setting. */
 function explain (err: unknown, ref: ExperimentRef): unknown {

@@ -128,6 +128,11 @@ export class ExportQueue {
     this.pump()
   }
 
+  /** Looks at the overflow now: at start-up it may hold traces an earlier process left, and no push may come. */
+  wake (): void {
+    this.pump()
+  }
+
   stats (): ExportStats {
     return {
       queued: this.size + this.retrying.length + this.replay.length,

@@ -22,10 +22,11 @@ export const tracesJs = join('dist', 'example-app', 'traces.js')
 /**
  * A bare environment: nothing inherited from the machine or the test runner (no MLFLOW_*,
  * DATABRICKS_*, APP_ENVIRONMENT, npm_package_name, or tap's NODE_OPTIONS), only what a process
- * needs to find `node` and `git`, plus `extra`.
+ * needs to find `node` and `git`, no spool, plus `extra`.
  */
 export function bareEnv (extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? tmpdir() }
+  // No spool unless a test asks for one: the example app's default, ./.mlflow-spool, is the repo's own.
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? tmpdir(), MLFLOW_TRACING_SPOOL_DIR: '' }
   if (process.env.TMPDIR !== undefined) env.TMPDIR = process.env.TMPDIR
   return { ...env, ...extra }
 }
