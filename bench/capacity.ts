@@ -5,7 +5,7 @@
 import autocannon from 'autocannon'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { serverStats, startListening, startServer, stopChild, type RunningServer, type ServerStats } from './children'
-import { cpuWindow, type CpuWindow } from './cpu'
+import { cpuWindow, waitForQuiet, type CpuWindow } from './cpu'
 import { mib, r1 } from './report'
 import { CAPACITY_DELAYS, CAPACITY_RATES, CAPACITY_SEC, WARMUP } from './settings'
 
@@ -64,6 +64,7 @@ async function drain (url: string, maxSec: number): Promise<number> {
 }
 
 async function runOne (rate: number, backend: { delayMs: number, server: RunningServer } | undefined): Promise<CapacityRow> {
+  await waitForQuiet(30)
   const app = await startServer(backend === undefined ? 'bare' : 'capacity', backend === undefined ? {} : { BENCH_MLFLOW_URI: backend.server.url })
   try {
     await load(app.url, rate, WARMUP)

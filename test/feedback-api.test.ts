@@ -30,10 +30,12 @@ t.test('on a real server: update, delete, values, policies and concurrent calls'
   const alices = endTrace(tracing, 'alice')
   const nobodys = endTrace(tracing)
 
-  // Right after the trace ended, before its export: waited for, then two at once make one.
+  // Right after the trace ended, before its export: waited for, then two at once make one. (A
+  // fresh server's first OTLP request takes seconds: a deadline that is not what this tests.)
+  const patient = { timeoutMs: 60_000 }
   const [a, b] = await Promise.all([
-    feedback.record('alice', { traceId: alices, value: true }),
-    feedback.record('alice', { traceId: alices, value: false, rationale: 'second thoughts' })
+    feedback.record('alice', { traceId: alices, value: true }, patient),
+    feedback.record('alice', { traceId: alices, value: false, rationale: 'second thoughts' }, patient)
   ])
   t.equal(a.assessmentId, b.assessmentId, 'two concurrent ratings: one assessment')
   t.same([a.created, b.created], [true, false])

@@ -3,6 +3,12 @@ import { FST_MLFLOW_FEEDBACK_UNDELIVERED } from '../errors'
 import { backoffDelay, type BackoffOptions } from '../export/backoff'
 import { MlflowHttpError } from '../export/http'
 
+/** The caller's deadline: `at` in Date.now() time, `timeoutMs` to name it in errors. */
+export interface Deadline {
+  timeoutMs: number
+  at: number
+}
+
 /** What an attempt returns to be tried again after a pause (e.g. the trace is not exported yet). */
 export const AGAIN = Symbol('again')
 
@@ -14,11 +20,11 @@ export const AGAIN = Symbol('again')
  * @param waiting what AGAIN meant, for the error at the deadline
  */
 export async function untilDeadline<T> (
-  traceId: string, timeoutMs: number, backoff: BackoffOptions, waiting: string,
+  traceId: string, deadline: Deadline, backoff: BackoffOptions, waiting: string,
   attempt: (signal: AbortSignal) => Promise<T | typeof AGAIN>
 ): Promise<T> {
-  const signal = AbortSignal.timeout(timeoutMs)
-  const end = Date.now() + timeoutMs
+  const { timeoutMs, at } = deadline
+  const signal = AbortSignal.timeout(Math.max(0, at - Date.now()))
   let why = waiting
   for (let tries = 1; ; tries++) {
     let retryAfterMs: number | undefined
@@ -34,7 +40,7 @@ export async function untilDeadline<T> (
       retryAfterMs = err.retryAfterMs
     }
     const delay = backoffDelay(backoff, tries, retryAfterMs)
-    if (Date.now() + delay >= end) throw new FST_MLFLOW_FEEDBACK_UNDELIVERED(traceId, `${why}; gave up at the ${timeoutMs} ms deadline after ${tries} tries`)
+    if (Date.now() + delay >= at) throw new FST_MLFLOW_FEEDBACK_UNDELIVERED(traceId, `${why}; gave up at the ${timeoutMs} ms deadline after ${tries} tries`)
     await sleep(delay)
   }
 }

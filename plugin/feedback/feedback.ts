@@ -1,7 +1,7 @@
 import { FST_MLFLOW_FEEDBACK_UNDELIVERED, FST_MLFLOW_INVALID_OPTION, FST_MLFLOW_NO_TRUSTED_USER, FST_MLFLOW_NOT_TRACE_USER, FST_MLFLOW_TRACE_NOT_FOUND } from '../errors'
 import type { BackoffOptions } from '../export/backoff'
 import type { AssessmentJson } from '../export/client'
-import { AGAIN, untilDeadline } from './deadline'
+import { AGAIN, untilDeadline, type Deadline } from './deadline'
 import { checkInput, checkName, checkTraceId, type FeedbackInput } from './input'
 import type { PendingTraces } from './pending-traces'
 import type { FeedbackStore, FeedbackTarget } from './store'
@@ -44,8 +44,9 @@ export class TraceFeedback {
     const { traceId, name, value, rationale, metadata } = checkInput(input)
     const source = { source_type: 'HUMAN', source_id: sourceId(user, options) }
     const assessment: AssessmentJson = { assessment_name: name, source, feedback: { value }, rationale, metadata }
+    const deadline = deadlineOf(options)
     return await this.serialized(`${source.source_id}\n${traceId}\n${name}`, async () =>
-      await this.attempts(traceId, user, options, async (store, target, signal) => {
+      await this.attempts(traceId, user, options, deadline, async (store, target, signal) => {
         const mine = user === undefined ? undefined : own(target, user, name)
         const stored = mine === undefined
           ? await store.create(traceId, assessment, signal)
@@ -60,8 +61,9 @@ export class TraceFeedback {
     const name = checkName(input.name)
     // Anonymous feedback is never merged, so there is no "own" one to delete.
     if (user === undefined) throw new FST_MLFLOW_NO_TRUSTED_USER()
+    const deadline = deadlineOf(options)
     return await this.serialized(`${user}\n${traceId}\n${name}`, async () =>
-      await this.attempts(traceId, user, options, async (store, target, signal) => {
+      await this.attempts(traceId, user, options, deadline, async (store, target, signal) => {
         const mine = own(target, user, name)
         if (mine === undefined) return false
         await store.remove(traceId, mine.assessment_id as string, signal)
@@ -74,10 +76,10 @@ export class TraceFeedback {
    * user, then runs `write`; all of it again on a retryable failure, so that a write that reached
    * the server before failing is found, not repeated.
    */
-  private async attempts<T> (traceId: string, user: string | undefined, options: FeedbackOptions, write: (store: FeedbackStore, target: FeedbackTarget, signal: AbortSignal) => Promise<T>): Promise<T> {
+  private async attempts<T> (traceId: string, user: string | undefined, options: FeedbackOptions, deadline: Deadline, write: (store: FeedbackStore, target: FeedbackTarget, signal: AbortSignal) => Promise<T>): Promise<T> {
     const store = this.store
     if (store === undefined) throw new FST_MLFLOW_FEEDBACK_UNDELIVERED(traceId, 'a custom sink stores no feedback')
-    return await untilDeadline(traceId, timeoutOf(options), RETRY, 'the trace is not exported yet', async signal => {
+    return await untilDeadline(traceId, deadline, RETRY, 'the trace is not exported yet', async signal => {
       if (this.pending.has(traceId)) return AGAIN
       const target = await store.target(traceId, signal)
       if (target === undefined) throw new FST_MLFLOW_TRACE_NOT_FOUND(traceId)
@@ -109,8 +111,9 @@ function own (target: FeedbackTarget, user: string, name: string): AssessmentJso
     a.source.source_type === 'HUMAN' && a.source.source_id === user)
 }
 
-function timeoutOf (options: FeedbackOptions): number {
+/** Taken when the call starts: time spent waiting behind an earlier call of the same key counts. */
+function deadlineOf (options: FeedbackOptions): Deadline {
   const { timeoutMs = DEFAULT_TIMEOUT_MS } = options
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new FST_MLFLOW_INVALID_OPTION('timeoutMs', `want a positive number of milliseconds, got ${String(timeoutMs)}`)
-  return timeoutMs
+  return { timeoutMs, at: Date.now() + timeoutMs }
 }

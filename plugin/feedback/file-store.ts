@@ -30,7 +30,9 @@ export class FileFeedbackStore implements FeedbackStore {
 
   async update (traceId: string, assessmentId: string, assessment: AssessmentJson): Promise<AssessmentJson> {
     const old = (await this.target(traceId))?.assessments.find(a => a.assessment_id === assessmentId)
-    const stored = { ...assessment, assessment_id: assessmentId, trace_id: traceId, create_time: old?.create_time, last_update_time: new Date().toISOString(), valid: true }
+    // Metadata merges into the old, as the tracking server does it.
+    const metadata = { ...old?.metadata, ...assessment.metadata }
+    const stored = { ...assessment, metadata, assessment_id: assessmentId, trace_id: traceId, create_time: old?.create_time, last_update_time: new Date().toISOString(), valid: true }
     await this.append({ assessment: stored })
     return stored
   }

@@ -34,6 +34,8 @@ export class PendingTraces {
         if (!(err instanceof MlflowHttpError && err.retryable)) this.ids.delete(trace.traceId)
         throw err
       }),
+      // The queue probes a destination that is down with it instead of spending traces' attempts.
+      probe: sink.probe?.bind(sink),
       close: sink.close === undefined ? undefined : async () => { await sink.close?.() }
     }
   }
