@@ -79,7 +79,8 @@ export function printVariants (rows: VariantRow[]): void {
       '  ' + notes.join('; ')
     ].join(' '))
   }
-  console.log(`targets: traced-sink ≥ ${TARGETS['traced-sink']} × bare, traced-mlflow ≥ ${TARGETS['traced-mlflow']} × bare` +
+  console.log(`targets: traced-sink ≥ ${TARGETS['traced-sink']} × bare, traced-mlflow ≥ ${TARGETS['traced-mlflow']} × bare, ` +
+    `express-traced ≥ ${TARGETS['express-traced']} × express-bare (express-* against express-bare)` +
     `\nsrv µs/req = the server process's CPU time per request; ` +
     `CPU columns: % of one core during the measured round (2 cores = 200%); softirq = kernel loopback networking; ` +
     `other = processes outside the benchmark (NOISY above ${NOISY_PCT}%)`)

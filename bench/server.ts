@@ -3,44 +3,25 @@
 // process.memoryUsage() and the tracing stats. Exits on SIGTERM / SIGINT, and when stdin closes if
 // BENCH_EXIT_ON_STDIN_END=1 (the runner sets it, so a killed runner leaves no server behind).
 import Fastify, { type FastifyInstance } from 'fastify'
-import fastifyMlflowTracing, { MlflowTracing, type SerializedTrace, type TraceSink } from '../plugin'
-import { OtlpBatcher } from '../plugin/export/otlp-batcher'
+import fastifyMlflowTracing, { MlflowTracing } from '../plugin'
+import { listenExpress } from './express-server'
+import { benchStats, countOtelSpans, hello, STATS_PATH } from './routes'
+import { SerializingSink } from './serializing-sink'
 
 // Diagnostic variants (not in the default run): bare-als is bare Fastify with AsyncLocalStorage in
 // use on every request; traced-sink-active-root is traced-sink with activeRootSpan: true;
 // traced-sink-artifact is traced-sink serializing as the artifact path does. capacity (capacity.ts)
 // exports to BENCH_MLFLOW_URI with the defaults, as outage does; spool (spool.ts) too, with the spool on.
-export const VARIANTS = ['bare', 'disabled', 'traced-sink', 'traced-mlflow', 'fastify-otel', 'outage', 'capacity', 'bare-als', 'traced-sink-active-root', 'traced-sink-artifact', 'spool'] as const
+// express-bare and express-traced (express-server.ts) are the same app on Express 5, without and with
+// the middleware (as traced-sink).
+export const VARIANTS = ['bare', 'disabled', 'traced-sink', 'traced-mlflow', 'fastify-otel', 'outage', 'capacity', 'bare-als', 'traced-sink-active-root', 'traced-sink-artifact',
+  'spool', 'express-bare', 'express-traced'] as const
 export type Variant = typeof VARIANTS[number]
-
-const STATS_PATH = '/__stats'
-/** Spans the fastify-otel variant's exporter was handed: proof that the instrumentation ran. */
-let otelSpans = 0
-/** Requests answered on `/`: each one a trace where tracing is on. */
-let served = 0
 
 function env (name: string): string {
   const value = process.env[name]
   if (value === undefined || value === '') throw new Error(`${name} must be set for this variant`)
   return value
-}
-
-/**
- * Does a real export's serialization, without I/O: the TraceInfo's JSON (StartTraceV3's body) and
- * the spans as OTLP/protobuf, batched as the default path batches them, or as the traces.json
- * document (the artifact path). The byte count keeps the work observable.
- */
-class SerializingSink implements TraceSink {
-  bytes = 0
-  private readonly batcher = new OtlpBatcher(async body => { this.bytes += body.length })
-
-  constructor (private readonly spans: 'otlp' | 'artifact') {}
-
-  async export (trace: SerializedTrace, signal: AbortSignal): Promise<void> {
-    this.bytes += JSON.stringify(trace.info).length
-    if (this.spans === 'otlp') await this.batcher.add(trace.record, signal)
-    else this.bytes += trace.spansJson.length
-  }
 }
 
 async function registerFastifyOtel (app: FastifyInstance): Promise<void> {
@@ -54,7 +35,7 @@ async function registerFastifyOtel (app: FastifyInstance): Promise<void> {
   // Accepts every span at once: measures the instrumentation and span processing, not an exporter.
   const noopExporter: SpanExporter = {
     export: (spans, resultCallback) => {
-      otelSpans += spans.length
+      countOtelSpans(spans.length)
       resultCallback({ code: 0 /* ExportResultCode.SUCCESS */ })
     },
     shutdown: async () => {}
@@ -115,17 +96,15 @@ async function build (variant: Variant): Promise<FastifyInstance> {
       await registerFastifyOtel(app)
       break
   }
-  app.get('/', async () => {
-    served++
-    return { hello: 'world' }
-  })
-  app.get(STATS_PATH, async () => ({
-    memory: process.memoryUsage(),
-    served,
-    tracing: app.hasDecorator('mlflowTracing') ? app.mlflowTracing.stats() : null,
-    otelSpans
-  }))
+  app.get('/', async () => hello())
+  app.get(STATS_PATH, async () => benchStats(app.hasDecorator('mlflowTracing') ? app.mlflowTracing : null))
   return app
+}
+
+async function listenFastify (variant: Variant): Promise<ReturnType<FastifyInstance['server']['address']>> {
+  const app = await build(variant)
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  return app.server.address()
 }
 
 async function main (): Promise<void> {
@@ -134,14 +113,12 @@ async function main (): Promise<void> {
     process.stderr.write(`usage: node dist/bench/server.js <${VARIANTS.join('|')}>\n`)
     process.exit(2)
   }
-  const app = await build(variant)
   // Exit at once, without app.close(): a queue of undeliverable traces would hold close() for
   // flushTimeoutMs. process.exit() still writes a --cpu-prof profile.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => process.exit(0))
   // The runner going away (even by SIGKILL) closes our stdin: do not outlive it.
   if (process.env.BENCH_EXIT_ON_STDIN_END === '1') process.stdin.on('end', () => process.exit(0)).on('error', () => process.exit(0)).resume()
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const address = app.server.address()
+  const address = variant === 'express-bare' || variant === 'express-traced' ? await listenExpress(variant) : await listenFastify(variant)
   if (address === null || typeof address === 'string') throw new Error('no TCP address')
   process.stdout.write(JSON.stringify({ port: address.port, pid: process.pid }) + '\n')
 }

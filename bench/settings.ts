@@ -36,11 +36,11 @@ export const ROUNDS = Math.round(num('BENCH_ROUNDS', quick ? 1 : 2))
 export const NOISE_RETRIES = Math.round(num('BENCH_NOISE_RETRIES', 1, true))
 export const EXPORT_ALL_CONCURRENCY = process.env.BENCH_EXPORT_ALL_CONCURRENCY === '1'
 export const SKIP = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean))
-const ALL_VARIANTS: Variant[] = ['bare', 'disabled', 'traced-sink', 'traced-mlflow', 'fastify-otel']
+const ALL_VARIANTS: Variant[] = ['bare', 'disabled', 'traced-sink', 'traced-mlflow', 'fastify-otel', 'express-bare', 'express-traced']
 export const VARIANTS = process.env.BENCH_VARIANTS !== undefined && process.env.BENCH_VARIANTS !== ''
   ? process.env.BENCH_VARIANTS.split(',') as Variant[]
   : ALL_VARIANTS
-export const TARGETS: Partial<Record<Variant, number>> = { 'traced-sink': 0.85, 'traced-mlflow': 0.80 }
+export const TARGETS: Partial<Record<Variant, number>> = { 'traced-sink': 0.85, 'traced-mlflow': 0.80, 'express-traced': 0.85 }
 export const EXPORT_RATIO_TARGET = 3
 export const LOAD = { connections: 100, pipelining: 10 }
 

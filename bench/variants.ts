@@ -67,7 +67,7 @@ async function runVariant (variant: Variant): Promise<VariantRow> {
     }
     if (cpu !== undefined && row.reqPerSec > 0) row.serverCpuUsPerReq = r1(cpu.serverPct / 100 * 1e6 / row.reqPerSec)
     if (variant === 'fastify-otel') row.otelSpans = atEnd.otelSpans
-    if (variant !== 'bare' && variant !== 'fastify-otel' && atEnd.tracing !== null && afterWarmup.tracing !== null) {
+    if (variant !== 'bare' && variant !== 'express-bare' && variant !== 'fastify-otel' && atEnd.tracing !== null && afterWarmup.tracing !== null) {
       row.exportStats = { afterWarmup: afterWarmup.tracing, atEnd: atEnd.tracing, duringMeasuredRound: statsDelta(afterWarmup.tracing, atEnd.tracing) }
     }
     return row
@@ -118,7 +118,10 @@ export async function runVariants (): Promise<{ rows: VariantRow[], rounds: Vari
     rounds.push(rows)
   }
   const rows = VARIANTS.map(v => best(rounds.map(rs => rs.find(r => r.name === v) as VariantRow)))
-  const bare = rows.find(r => r.name === 'bare')
-  for (const r of rows) r.ratioToBare = bare === undefined ? null : Math.round(r.reqPerSec / bare.reqPerSec * 1000) / 1000
+  // Each variant against the bare server of its own framework: express-traced against express-bare.
+  for (const r of rows) {
+    const bare = rows.find(b => b.name === (r.name.startsWith('express-') ? 'express-bare' : 'bare'))
+    r.ratioToBare = bare === undefined ? null : Math.round(r.reqPerSec / bare.reqPerSec * 1000) / 1000
+  }
   return { rows, rounds }
 }

@@ -13,6 +13,9 @@ import { realMlflow } from './helpers/mlflow'
 const QUESTION = { message: 'What is MLflow?' }
 const STREAM_QUESTION = { message: 'Tell me about Fastify' }
 
+// Every check runs once per example server (Fastify and Express): twice the .taprc budget.
+t.setTimeout(240_000)
+
 t.before(async () => {
   t.comment(`example app: ${await buildOnce()}`)
 })
@@ -368,6 +371,40 @@ print(json.dumps({
     t.match(cli.stderr, `2 trace(s) from MLflow at ${server.uri}`)
     const cliJson = await runTracesCli(['--user', user, '--json'], bareEnv(mlflowEnv))
     t.same((JSON.parse(cliJson.stdout) as Array<{ trace_id: string }>).map(i => i.trace_id).sort(), both, 'the CLI --user --json lists both')
+  })
+
+  t.test('against a real MLflow server, off Databricks Apps: no credential exported, a spoofed X-Forwarded-Email is not the user', async t => {
+    const server = await realMlflow(t)
+    const experimentName = `example-${randomUUID()}`
+    // No TRUST_FORWARDED_IDENTITY and no DATABRICKS_APP_NAME: anyone can send X-Forwarded-Email here.
+    const app = await startApp(t, bareEnv({ PORT: '0', MLFLOW_TRACKING_URI: server.uri, MLFLOW_EXPERIMENT_NAME: experimentName, APP_ENVIRONMENT: 'staging' }), example.argv)
+    const secrets = { auth: `SECRET-AUTH-${randomUUID()}`, cookie: `SECRET-COOKIE-${randomUUID()}` }
+    const spoofed = `ceo-${randomUUID()}@example.com`
+    const session = `conv-${randomUUID()}`
+    const res = await postJson(`${app.url}/chat`, QUESTION, {
+      authorization: `Bearer ${secrets.auth}`, cookie: `sid=${secrets.cookie}`, 'x-forwarded-email': spoofed, 'x-session-id': session
+    })
+    t.equal(res.status, 200)
+    const traceId = res.headers.get('x-mlflow-trace-id') as string
+    t.same(await app.stop('SIGTERM'), { code: 0, signal: null }, 'SIGTERM: flushed and exited 0')
+
+    const seen = await server.python(`
+import json, mlflow
+mlflow.set_experiment(${JSON.stringify(experimentName)})
+ids = lambda f: [x.info.trace_id for x in mlflow.search_traces(return_type="list", filter_string=f)]
+t = mlflow.get_trace(${JSON.stringify(traceId)})
+print(json.dumps({
+    "by_session": ids("metadata.\`mlflow.trace.session\` = '${session}'"),
+    "by_spoofed_user": ids("metadata.\`mlflow.trace.user\` = '${spoofed}'"),
+    "metadata": t.info.trace_metadata,
+    "everything": t.to_json(),
+}))
+  `)
+    t.same(seen.by_session, [traceId], 'found by session and environment')
+    t.same(seen.by_spoofed_user, [], 'not findable as the spoofed user')
+    t.notOk('mlflow.trace.user' in seen.metadata, 'no user recorded')
+    t.equal(seen.metadata['mlflow.source.type'], 'staging')
+    for (const [name, value] of Object.entries(secrets)) t.notOk(seen.everything.includes(value), `the ${name} value is in no exported byte`)
   })
 })
 }

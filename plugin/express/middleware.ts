@@ -1,13 +1,10 @@
 import { randomUUID } from 'node:crypto'
-import { context } from '@opentelemetry/api'
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express'
-import { endOnClose } from '../core/end-on-close'
 import { withTraceId, type BindableLogger } from '../core/log'
-import { openTrace } from '../core/open'
+import { beginTrace, continueTrace } from '../core/begin'
 import { validateRouteConfig, type RouteTracingConfig } from '../core/options'
 import type { RoutePlan, TracedRequest } from '../core/request-state'
 import type { TraceCore } from '../core/trace-core'
-import { NOOP_REQUEST_TRACE } from '../trace/noop-request-trace'
 import { tapResponse } from './response-tap'
 
 const kState = Symbol('fastify-mlflow-tracing.request-state')
@@ -37,28 +34,18 @@ export const expressRequests = {
  * connection is done with the response.
  */
 export function expressMiddleware (core: TraceCore<Request>): { middleware: RequestHandler, errorHandler: ErrorRequestHandler, route: (config: RouteTracingConfig) => RequestHandler } {
-  const { settings, problems } = core
+  const { settings } = core
   const plan: RoutePlan = { traced: true, url: undefined, spanType: settings.spanType, capture: settings.captureBody }
 
   function middleware (req: Request, res: Response, next: NextFunction): void {
-    let state: State | null = null
-    try {
-      state = openTrace(core, req, res, plan, (name, value) => { res.setHeader(name, value) })
-      if (state !== null) correlateLog(req as TracedExpressRequest, res, state.root.trace.id)
-    } catch (err) {
-      problems.failed(err)
+    const state = beginTrace(core, req, { request: req, response: res }, plan, (name, value) => { res.setHeader(name, value) },
+      opened => { correlateLog(req as TracedExpressRequest, res, opened.root.trace.id) })
+    if (state !== null) {
+      ;(req as TracedExpressRequest)[kState] = state
+      // Tapped even when bodies are off: a route may turn capture on (tracing.route).
+      tapResponse(state, res)
     }
-    if (state === null) {
-      req.mlflow = NOOP_REQUEST_TRACE
-      return next()
-    }
-    ;(req as TracedExpressRequest)[kState] = state
-    req.mlflow = state
-    endOnClose(state, req, res)
-    // Tapped even when bodies are off: a route may turn capture on (tracing.route).
-    tapResponse(state, res)
-    if (settings.activeRootSpan) context.with(state.context, next)
-    else next()
+    continueTrace(core, state, next)
   }
 
   // pino-http's request and response share one child logger; a logger set up after this

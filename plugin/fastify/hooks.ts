@@ -1,14 +1,12 @@
 import { context, trace } from '@opentelemetry/api'
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { withTraceId } from '../core/log'
-import { endOnClose } from '../core/end-on-close'
 import { endTrace } from '../core/end'
-import { openTrace } from '../core/open'
+import { beginTrace, continueTrace } from '../core/begin'
 import type { RouteTracingConfig } from '../core/options'
 import type { RoutePlan, TracedRequest } from '../core/request-state'
 import { captureResponse, streamTap } from '../core/response-body'
 import type { TraceCore } from '../core/trace-core'
-import { NOOP_REQUEST_TRACE } from '../trace/noop-request-trace'
 
 export const kState = Symbol('fastify-mlflow-tracing.request-state')
 const kPlan = Symbol('fastify-mlflow-tracing.plan')
@@ -27,25 +25,13 @@ type TracedFastifyRequest = FastifyRequest & { [kState]: State | null }
 export function fastifyHooks (core: TraceCore<FastifyRequest>, logsTraceId: boolean) {
   const { settings, problems } = core
 
+  // Ended on the raw objects' 'close' (beginTrace): Fastify's onResponse misses a client that leaves
+  // a streamed response midway, and its onRequestAbort costs a closure per request.
   function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    let state: State | null = null
-    try {
-      state = openTrace(core, request, reply.raw, planOf(request), (name, value) => { reply.header(name, value) })
-      if (state !== null && logsTraceId) request.log = reply.log = withTraceId(request.log, settings.logKey, state.root.trace.id)
-    } catch (err) {
-      problems.failed(err)
-    }
-    if (state === null) {
-      request.mlflow = NOOP_REQUEST_TRACE
-      return done()
-    }
+    const state = beginTrace(core, request, { request: request.raw, response: reply.raw }, planOf(request), (name, value) => { reply.header(name, value) },
+      opened => { if (logsTraceId) request.log = reply.log = withTraceId(request.log, settings.logKey, opened.root.trace.id) })
     ;(request as TracedFastifyRequest)[kState] = state
-    request.mlflow = state
-    // Fastify's onResponse misses a client that leaves a streamed response midway, and its
-    // onRequestAbort costs a closure per request.
-    endOnClose(state, request.raw, reply.raw)
-    if (settings.activeRootSpan) context.with(state.context, done)
-    else done()
+    continueTrace(core, state, done)
   }
 
   function planOf (request: FastifyRequest): RoutePlan {
