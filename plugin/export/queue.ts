@@ -61,6 +61,8 @@ const DEFAULTS = { maxTraces: 1000, maxBytes: 32 * 1024 * 1024, concurrency: 512
 const MIN_CONCURRENCY = 8
 /** How long shutdown() lets aborted in-flight exports settle (a sink may ignore the signal). */
 const SHUTDOWN_SETTLE_MS = 1000
+/** Free export slots that make it worth taking traces back from the overflow while exports are in flight. */
+const REFILL_BATCH = 32
 /** After the overflow gave nothing back, how long before asking it again (another process may hold its traces). */
 const DRY_OVERFLOW_MS = 1000
 
@@ -238,7 +240,8 @@ export class ExportQueue {
     const overflow = this.overflow
     if (overflow === undefined || this.taking || this.backlog > 0 || !this.overflowDrainable) return
     const room = this.concurrency.limit - this.active
-    if (room <= 0) return
+    // Replayed traces share OTLP requests only when taken together: wait for a batch's worth of room.
+    if (room <= 0 || (this.active > 0 && room < Math.min(REFILL_BATCH, this.concurrency.limit))) return
     this.taking = true
     overflow.take(room).then(records => {
       this.taking = false
