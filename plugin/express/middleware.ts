@@ -3,14 +3,12 @@ import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Respon
 import { withTraceId, type BindableLogger } from '../core/log'
 import { beginTrace, continueTrace } from '../core/begin'
 import { validateRouteConfig, type RouteTracingConfig } from '../core/options'
-import type { RoutePlan, TracedRequest } from '../core/request-state'
+import type { RoutePlan } from '../core/request-state'
 import type { TraceCore } from '../core/trace-core'
-import { tapResponse } from './response-tap'
+import { setState, stateOf } from './request-state'
+import { tapResponses } from './response-tap'
 
-const kState = Symbol('fastify-mlflow-tracing.request-state')
-
-type State = TracedRequest<Request>
-type TracedExpressRequest = Request & { [kState]?: State, log?: BindableLogger }
+type TracedExpressRequest = Request & { log?: BindableLogger }
 type LoggedResponse = Response & { log?: BindableLogger }
 
 /** What Express knows of a request that the core asks for. */
@@ -41,9 +39,9 @@ export function expressMiddleware (core: TraceCore<Request>): { middleware: Requ
     const state = beginTrace(core, req, { request: req, response: res }, plan, (name, value) => { res.setHeader(name, value) },
       opened => { correlateLog(req as TracedExpressRequest, res, opened.root.trace.id) })
     if (state !== null) {
-      ;(req as TracedExpressRequest)[kState] = state
+      setState(req, state)
       // Tapped even when bodies are off: a route may turn capture on (tracing.route).
-      tapResponse(state, res)
+      tapResponses(res)
     }
     continueTrace(core, state, next)
   }
@@ -61,7 +59,7 @@ export function expressMiddleware (core: TraceCore<Request>): { middleware: Requ
   function route (config: RouteTracingConfig): RequestHandler {
     validateRouteConfig(config)
     return (req, _res, next) => {
-      const state = (req as TracedExpressRequest)[kState]
+      const state = stateOf(req)
       if (state !== undefined) {
         if (config.spanType !== undefined) state.root.setSpanType(config.spanType)
         if (config.captureBody !== undefined) state.capture = config.captureBody
@@ -71,7 +69,7 @@ export function expressMiddleware (core: TraceCore<Request>): { middleware: Requ
   }
 
   const errorHandler: ErrorRequestHandler = (err, req, _res, next) => {
-    const state = (req as TracedExpressRequest)[kState]
+    const state = stateOf(req)
     if (state !== undefined) state.error = err instanceof Error ? err : new Error(String(err))
     next(err)
   }
