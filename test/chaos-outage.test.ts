@@ -9,6 +9,10 @@ import { bareEnv, buildOnce, startApp } from './helpers/example-app'
 // A 5-minute outage, the replay, and two server starts: longer than .taprc's per-file default.
 t.setTimeout(40 * 60_000)
 
+// The scenarios only wait for most of their time (10 req/s, a server down): run them side by side,
+// each with its own server and app, so that CI waits for the longest rather than for the sum.
+t.jobs = 2
+
 t.before(async () => {
   t.comment(`example app: ${await buildOnce()}`)
 })

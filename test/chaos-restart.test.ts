@@ -8,6 +8,10 @@ import { bareEnv, buildOnce, startApp, type RunningApp } from './helpers/example
 
 t.setTimeout(30 * 60_000)
 
+// The scenarios only wait for most of their time (10 req/s, a server down): run them side by side,
+// each with its own server and app, so that CI waits for the longest rather than for the sum.
+t.jobs = 2
+
 t.before(async () => {
   t.comment(`example app: ${await buildOnce()}`)
 })
