@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs'
 import { readdir, readFile, rename, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { TraceRecord } from '../../trace/trace-record'
@@ -306,22 +306,23 @@ export class DiskSpool implements TraceOverflow {
 
   /** Removes the oldest segments nobody is replaying until the spool is within maxBytes. */
   private evict (): void {
-    let files: string[]
+    let names: SegmentName[]
     try {
-      files = readdirSync(this.dir)
+      names = segmentsByAge(readdirSync(this.dir))
     } catch {
       return
     }
-    const names = files.map(parseSegmentName).filter((n): n is SegmentName => n !== undefined).sort(byAge)
     for (const name of names) {
       if (this.totalBytes <= this.maxBytes) break
       if (!this.evictable(name)) continue
       const path = join(this.dir, name.file)
       try {
-        const text = readFileSync(path, 'utf8')
+        // A segment's lines are known once it was sealed or scanned: read it only when they are not.
+        const lines = this.known.get(name.base) ?? countLines(readFileSync(path, 'utf8'))
+        const { size } = statSync(path)
         unlinkSync(path)
-        this.totalBytes -= Buffer.byteLength(text)
-        this.counts.evicted += this.known.get(name.base) ?? countLines(text)
+        this.totalBytes -= size
+        this.counts.evicted += lines
         this.known.delete(name.base)
       } catch {}
     }
@@ -358,7 +359,7 @@ export class DiskSpool implements TraceOverflow {
   }
 
   private async segments (): Promise<SegmentName[]> {
-    return (await readdir(this.dir)).map(parseSegmentName).filter((n): n is SegmentName => n !== undefined).sort(byAge)
+    return segmentsByAge(await readdir(this.dir))
   }
 
   /** Learns of segments others left (sealed or stale) and the directory's size. */
@@ -409,6 +410,11 @@ export class DiskSpool implements TraceOverflow {
     this.warnings.warn('unwritable', () => ({ dir: this.dir, err: (err as Error).message, refused: this.counts.refused }),
       'MLflow trace spool directory not writable: traces stay in memory only')
   }
+}
+
+/** The spool's segments among a directory's file names, oldest first. */
+function segmentsByAge (files: string[]): SegmentName[] {
+  return files.map(parseSegmentName).filter((n): n is SegmentName => n !== undefined).sort(byAge)
 }
 
 function byAge (a: SegmentName, b: SegmentName): number {
