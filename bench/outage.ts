@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { everySecond, serverStats, startServer, stopChild, type ServerStats } from './children'
 import { cpuWindow } from './cpu'
 import { mib, r1 } from './report'
+import { QUEUE_DEFAULTS } from '../plugin/export/queue'
 import { OUTAGE_RATE, OUTAGE_SEC } from './settings'
 
 async function closedPort (): Promise<number> {
@@ -84,7 +85,7 @@ export async function outage (): Promise<Record<string, unknown>> {
       errors: r.errors,
       non2xx: r.non2xx,
       cpu,
-      bound: { maxTraces: 1000, maxBytes: 32 * 1024 * 1024 },
+      bound: { maxTraces: QUEUE_DEFAULTS.maxTraces, maxBytes: QUEUE_DEFAULTS.maxBytes },
       memoryMiB: {
         baseline: { rss: mib(baseline.rss), heapUsed: mib(baseline.heapUsed) },
         max: { rss: mib(maxRss), heapUsed: mib(maxHeap) },

@@ -110,26 +110,36 @@ t.test('adaptive concurrency', async t => {
   t.test('grows while latency holds, up to the maximum', async t => {
     const c = new AdaptiveConcurrency(8, 100)
     t.equal(c.limit, 8)
-    for (let i = 0; i < 500; i++) c.succeeded(50, true)
+    for (let i = 0; i < 500; i++) c.succeeded(50, 1)
     t.equal(c.limit, 100)
   })
   t.test('does not grow without a backlog; usual latency never shrinks it', async t => {
     const c = new AdaptiveConcurrency(8, 512)
-    for (let i = 0; i < 100; i++) c.succeeded(50, false)
+    for (let i = 0; i < 100; i++) c.succeeded(50, 0)
     t.equal(c.limit, 8)
-    for (let i = 0; i < 200; i++) c.succeeded(40 + (i % 3) * 20, true) // 40-80 ms: noise around a 50 ms destination
+    for (let i = 0; i < 200; i++) c.succeeded(40 + (i % 3) * 20, 1) // 40-80 ms: noise around a 50 ms destination
     t.equal(c.limit, 208)
+  })
+  t.test('never grows past twice what the demand needs: arrivals per ms × mean latency', async t => {
+    const c = new AdaptiveConcurrency(8, 512)
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 50; i++) c.arrived() // 50 in a 260 ms window: ≈ 0.2 per ms
+      for (let i = 0; i < 300; i++) c.succeeded(10, 1) // with a backlog, at the usual 10 ms
+      await sleep(260)
+    }
+    c.succeeded(10, 1)
+    t.ok(c.limit <= 8 + Math.ceil(2 * (50 / 260 + 1 / 1000) * 10), `limit ${c.limit}: enough for the demand, not the 300 its successes alone would give`)
   })
   t.test('backs off on overload and on latency growth, never below the floor', async t => {
     const c = new AdaptiveConcurrency(8, 512)
-    for (let i = 0; i < 300; i++) c.succeeded(50, true)
+    for (let i = 0; i < 300; i++) c.succeeded(50, 1)
     const high = c.limit
     c.overloaded()
     t.equal(c.limit, Math.floor(high / 2))
     c.overloaded()
     t.equal(c.limit, Math.floor(high / 2), 'one decrease per round trip: exports failing together count once')
     await sleep(120)
-    c.succeeded(500, true)
+    c.succeeded(500, 1)
     t.ok(c.limit < Math.floor(high / 2), 'a latency ten times the baseline decreases it')
     for (let i = 0; i < 40; i++) {
       await sleep(101)

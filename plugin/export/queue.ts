@@ -21,7 +21,7 @@ export interface TraceSink {
 }
 
 export interface QueueOptions {
-  /** Traces waiting at most; past it the oldest waiting trace is dropped (or spooled). Default 1000. */
+  /** Traces waiting at most; past it the oldest waiting trace is dropped (or spooled). Default 10 000. */
   maxTraces?: number
   /** Bytes of waiting traces at most (as estimated when each ended); past it the oldest waiting traces are dropped (or spooled). Default 32 MiB. */
   maxBytes?: number
@@ -56,7 +56,8 @@ export interface ExportStats {
   destination: { state: DestinationState, since: string }
 }
 
-const DEFAULTS = { maxTraces: 1000, maxBytes: 32 * 1024 * 1024, concurrency: 512, maxAttempts: 5, initialBackoffMs: 500, maxBackoffMs: 30_000 }
+/** Exported for the bench, which reports the bound it ran against. */
+export const QUEUE_DEFAULTS = { maxTraces: 10_000, maxBytes: 32 * 1024 * 1024, concurrency: 512, maxAttempts: 5, initialBackoffMs: 500, maxBackoffMs: 30_000 }
 /** The adaptive limit's floor (the fixed concurrency measured best against a 2-worker MLflow). */
 const MIN_CONCURRENCY = 8
 /** How long shutdown() lets aborted in-flight exports settle (a sink may ignore the signal). */
@@ -106,7 +107,7 @@ export class ExportQueue {
   }
 
   constructor (private readonly sink: TraceSink, private readonly logger: Logger, options: QueueOptions = {}, private readonly overflow?: TraceOverflow) {
-    this.opts = { ...DEFAULTS, ...options }
+    this.opts = { ...QUEUE_DEFAULTS, ...options }
     // Every export in flight listens to this one signal.
     setMaxListeners(0, this.abort.signal)
     this.warnings = new ThrottledWarnings(logger)
@@ -125,6 +126,7 @@ export class ExportQueue {
     if (trace.bytes > this.opts.maxBytes) return this.drop('too_large', trace)
     if (!this.health.up && this.handOver(trace, 'destination_down')) return
     this.waiting.push(trace)
+    this.concurrency.arrived()
     this.bytes += trace.bytes
     while (this.size > this.opts.maxTraces || this.bytes > this.opts.maxBytes) this.evict(this.takeOldest(), 'queue_full')
     this.pump()
@@ -280,7 +282,7 @@ export class ExportQueue {
     }
     exported.then(() => {
       this.counts.exported++
-      this.concurrency.succeeded(performance.now() - began, this.backlog > 0)
+      this.concurrency.succeeded(performance.now() - began, this.backlog)
       this.settle(trace.record)
       this.done()
     }, (err: unknown) => { this.failed(trace, attempt, err) })
