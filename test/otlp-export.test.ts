@@ -4,7 +4,7 @@ import { ROOT_CONTEXT, trace } from '@opentelemetry/api'
 import t, { type Test } from 'tap'
 import { FST_MLFLOW_UNSUPPORTED_SERVER } from '../plugin/errors'
 import { MlflowTracing, type MlflowTracingOptions } from '../plugin/tracing'
-import { FakeServer, recordingLogger, type RecordedRequest } from './helpers/fake-server'
+import { defaultAnswer, FakeServer, recordingLogger, type RecordedRequest } from './helpers/fake-server'
 
 const OTLP = '/v1/traces'
 const TRACES = '/api/3.0/mlflow/traces'
@@ -37,11 +37,11 @@ function tracesIn (request: RecordedRequest, hexes: string[]): string[] {
   return hexes.filter(hex => request.raw.includes(Buffer.from(hex, 'hex')))
 }
 
-t.test('spans go over OTLP first, then StartTraceV3; no artifact once the server says it stores spans', async t => {
-  const server = await otlpServer(t)
+t.test('before 3.7: spans over OTLP first, then StartTraceV3; no artifact once the server says it stores spans', async t => {
+  const server = await otlpServer(t, '3.6.0')
   const { tracing, logger } = setup(t, server, {}, { MLFLOW_WORKSPACE: 'team-a' })
   await tracing.start()
-  t.match(logger.calls.info.at(-1)?.msg, /spans over OTLP into the span store \(MLflow 3\.17\.2\)/, 'the start-up line says how spans go')
+  t.match(logger.calls.info.at(-1)?.msg, /spans over OTLP into the span store \(MLflow 3\.6\.0\)/, 'the start-up line says how spans go')
   const { id, hex } = endTrace(tracing)
   t.ok(await tracing.flush(5000))
   const [otlp] = server.received('POST', OTLP)
@@ -57,6 +57,24 @@ t.test('spans go over OTLP first, then StartTraceV3; no artifact once the server
   t.match(tracing.stats(), { exported: 1, retried: 0, dropped: { rejected: 0, failed: 0 } })
 })
 
+t.test('from 3.7: StartTraceV3 goes alongside the spans, and no artifact follows whichever the server took first', async t => {
+  const server = await otlpServer(t)
+  // The spans' answer comes late; StartTraceV3's says nothing of where spans are (it came first).
+  server.route('POST', OTLP, async () => await new Promise(resolve => setTimeout(resolve, 300, { body: '', headers: { 'content-type': 'application/x-protobuf' } })))
+  server.route('POST', TRACES, defaultAnswer)
+  const { tracing } = setup(t, server)
+  await tracing.start()
+  const { id } = endTrace(tracing)
+  t.ok(await tracing.flush(5000))
+  const [otlp] = server.received('POST', OTLP)
+  const start = server.received('POST', TRACES)
+  t.equal(start.length, 1)
+  t.equal(JSON.parse(start[0].body).trace.trace_info.trace_id, id)
+  t.ok(start[0].at - otlp.at < 250, 'StartTraceV3 did not wait for the spans\' answer')
+  t.same(server.received('PUT', ARTIFACTS), [], 'no traces.json')
+  t.match(tracing.stats(), { exported: 1, retried: 0 })
+})
+
 t.test('traces that end together share one OTLP request', async t => {
   const server = await otlpServer(t)
   const { tracing } = setup(t, server)
@@ -69,8 +87,10 @@ t.test('traces that end together share one OTLP request', async t => {
   t.equal(tracing.stats().exported, 3)
 })
 
+// Before 3.7, where StartTraceV3 waits for the spans. From 3.7 it goes alongside them, so a trace
+// whose spans are refused keeps the TraceInfo the server took (README: Export queue).
 t.test('a batch refused for one bad trace: each trace is sent alone, only the bad one is rejected', async t => {
-  const server = await otlpServer(t)
+  const server = await otlpServer(t, '3.6.0')
   server.route('POST', OTLP, req => req.raw.includes(Buffer.from('poison'))
     ? { status: 400, body: { detail: 'Invalid OpenTelemetry format' } }
     : { body: '' })

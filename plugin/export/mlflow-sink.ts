@@ -23,9 +23,10 @@ interface Progress {
 
 /**
  * Sends a trace the way MLflow's own SDKs do: the spans over OTLP into the server's span store
- * (batched across traces), then StartTraceV3 with the full TraceInfo, which merges into the trace
- * row that the spans made. Where the server keeps no spans in its database, the span document goes
- * as the `traces.json` artifact instead (artifact proxy on OSS, a signed URL on Databricks). A
+ * (batched across traces), and StartTraceV3 with the full TraceInfo, which merges with the trace
+ * row that the spans made: alongside them where the server allows it (one round trip per trace),
+ * else after them. Where the server keeps no spans in its database, the span document goes as the
+ * `traces.json` artifact instead (artifact proxy on OSS, a signed URL on Databricks). A
  * retry repeats only the calls that failed. A joined trace (an upstream service's) gets spans only.
  */
 export class MlflowSink implements TraceSink {
@@ -84,24 +85,40 @@ export class MlflowSink implements TraceSink {
     let progress = this.progress.get(trace)
     if (progress === undefined) this.progress.set(trace, progress = { spansStored: false, stored: undefined })
     const experimentId = await this.experimentId()
-    if (!progress.spansStored && (await this.spanUpload()).upload === 'otlp') {
-      try {
-        await this.batcher.add(trace.record, signal)
-        progress.spansStored = true
-      } catch (err) {
-        if (!otlpUnsupported(err)) throw err
-        this.fallBack(err as MlflowHttpError)
-      }
-    }
+    const negotiated = await this.spanUpload()
+    const spans = progress.spansStored || negotiated.upload !== 'otlp' ? undefined : this.sendSpans(trace, progress, signal)
     if (trace.record.joined) {
+      await spans
       if (progress.spansStored) return
       throw new Error(`trace ${trace.traceId} joins an upstream trace, which needs OTLP span ingest; the server has none`)
     }
-    progress.stored ??= await this.startTrace(trace, experimentId, signal)
+    if (negotiated.startWithSpans && spans !== undefined) {
+      await Promise.all([spans, this.storeInfo(trace, progress, experimentId, signal)])
+      // The span write marked where the spans are, whichever call came first.
+      if (progress.spansStored) return
+    } else {
+      await spans
+      await this.storeInfo(trace, progress, experimentId, signal)
+    }
+    const stored = progress.stored as StoredTraceInfo
     // The server says where it keeps this trace's spans: in its database, they are there already.
-    if (progress.stored.tags[TraceTag.SPANS_LOCATION] === 'TRACKING_STORE') return
+    if (stored.tags[TraceTag.SPANS_LOCATION] === 'TRACKING_STORE') return
     if (this.databricks) await this.client.uploadSpansDatabricks(trace.traceId, trace.spansJson, signal)
-    else await this.client.uploadSpans(progress.stored, trace.spansJson, signal)
+    else await this.client.uploadSpans(stored, trace.spansJson, signal)
+  }
+
+  private async sendSpans (trace: SerializedTrace, progress: Progress, signal: AbortSignal): Promise<void> {
+    try {
+      await this.batcher.add(trace.record, signal)
+      progress.spansStored = true
+    } catch (err) {
+      if (!otlpUnsupported(err)) throw err
+      this.fallBack(err as MlflowHttpError)
+    }
+  }
+
+  private async storeInfo (trace: SerializedTrace, progress: Progress, experimentId: string, signal: AbortSignal): Promise<void> {
+    progress.stored ??= await this.startTrace(trace, experimentId, signal)
   }
 
   /**

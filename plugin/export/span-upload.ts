@@ -10,12 +10,19 @@ export interface Negotiated {
   upload: SpanUpload
   /** The server's own word for its version; undefined where it has none to give (Databricks, some proxies). */
   serverVersion: string | undefined
+  /**
+   * StartTraceV3 may go alongside the spans. From 3.7 the server takes either first, and every
+   * span write marks the trace's spans as in its database; before, only the span write that made
+   * the trace's row did, so StartTraceV3 had to wait for it.
+   */
+  startWithSpans: boolean
 }
 
 /** StartTraceV3 and SearchTracesV3 arrived in MLflow 3.2; 3.1 answers them 404. */
 export const MIN_SERVER_VERSION = '3.2'
 /** From 3.4 on, MLflow's own client sends spans over OTLP (RestStore.log_spans). */
 const OTLP_SINCE = '3.4'
+const START_WITH_SPANS_SINCE = '3.7'
 
 /**
  * Decided once per destination. Databricks takes experiment traces' spans as artifacts only (its
@@ -24,13 +31,13 @@ const OTLP_SINCE = '3.4'
  * sink fall back to artifacts at its first answer.
  */
 export async function negotiateSpanUpload (client: MlflowClient, databricks: boolean, option: SpanUploadOption): Promise<Negotiated> {
-  if (databricks) return { upload: 'artifact', serverVersion: undefined }
+  if (databricks) return { upload: 'artifact', serverVersion: undefined, startWithSpans: false }
   const serverVersion = await versionOf(client)
   if (serverVersion !== undefined && older(serverVersion, MIN_SERVER_VERSION)) {
     throw new FST_MLFLOW_UNSUPPORTED_SERVER(serverVersion, MIN_SERVER_VERSION)
   }
-  if (option !== 'auto') return { upload: option, serverVersion }
-  return { upload: serverVersion !== undefined && older(serverVersion, OTLP_SINCE) ? 'artifact' : 'otlp', serverVersion }
+  const upload = option !== 'auto' ? option : serverVersion !== undefined && older(serverVersion, OTLP_SINCE) ? 'artifact' : 'otlp'
+  return { upload, serverVersion, startWithSpans: upload === 'otlp' && serverVersion !== undefined && !older(serverVersion, START_WITH_SPANS_SINCE) }
 }
 
 /** The answers that mean "this server cannot take OTLP spans", as opposed to a failure. */
