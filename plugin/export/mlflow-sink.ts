@@ -93,7 +93,9 @@ export class MlflowSink implements TraceSink {
       throw new Error(`trace ${trace.traceId} joins an upstream trace, which needs OTLP span ingest; the server has none`)
     }
     if (negotiated.startWithSpans && spans !== undefined) {
-      await Promise.all([spans, this.storeInfo(trace, progress, experimentId, signal)])
+      // Both calls end before the attempt does: a retry must not send again one still in flight.
+      const outcomes = await Promise.allSettled([spans, this.storeInfo(trace, progress, experimentId, signal)])
+      for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason
       // The span write marked where the spans are, whichever call came first.
       if (progress.spansStored) return
     } else {
@@ -139,7 +141,7 @@ export class MlflowSink implements TraceSink {
   private fallBack (err: MlflowHttpError): void {
     if (this.noOtlp) return
     this.noOtlp = true
-    this.negotiated = this.negotiated?.then(n => ({ ...n, upload: 'artifact' as const }))
+    this.negotiated = this.negotiated?.then(n => ({ ...n, upload: 'artifact' as const, startWithSpans: false }))
     this.logger.warn({ err: err.message }, 'MLflow server cannot store spans in its database; spans go as traces.json artifacts from now on')
   }
 
