@@ -124,6 +124,14 @@ t.test('faults: a server that never answers gives FST_MLFLOW_FEEDBACK_UNDELIVERE
   await t.rejects(feedback.record('alice', { traceId, value: true }, { timeoutMs: 500 }), { code: 'FST_MLFLOW_FEEDBACK_UNDELIVERED', message: /INTERNAL_ERROR.*gave up at the 500 ms deadline/ })
 })
 
+t.test('faults: a try cut off at the deadline still names why the tries before it failed', async t => {
+  const { server, feedback, traceId } = await fake(t)
+  server.fail('GET', `/api/3.0/mlflow/traces/${traceId}`, { status: 500, body: { error_code: 'INTERNAL_ERROR', message: 'down' } }, 'hang')
+  await t.rejects(feedback.record('alice', { traceId, value: true }, { timeoutMs: 1000 }), {
+    code: 'FST_MLFLOW_FEEDBACK_UNDELIVERED', message: /INTERNAL_ERROR.*gave up at the 1000 ms deadline after 2 tries, the last cut off/
+  })
+})
+
 t.test('faults: a server without the assessments API is named as too old', async t => {
   const { server, feedback, traceId } = await fake(t)
   server.route('POST', `/api/3.0/mlflow/traces/${traceId}/assessments`, () => ({ status: 404, body: '<!doctype html><title>404 Not Found</title>', headers: { 'content-type': 'text/html' } }))

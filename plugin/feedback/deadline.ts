@@ -34,7 +34,7 @@ export async function untilDeadline<T> (
       why = waiting
     } catch (err) {
       if (!(err instanceof MlflowHttpError)) throw err
-      if (signal.aborted) throw new FST_MLFLOW_FEEDBACK_UNDELIVERED(traceId, `no outcome within ${timeoutMs} ms (${err.message})`)
+      if (signal.aborted) throw new FST_MLFLOW_FEEDBACK_UNDELIVERED(traceId, atDeadline(why, timeoutMs, tries, err))
       if (!err.retryable) throw err
       why = err.message
       retryAfterMs = err.retryAfterMs
@@ -43,4 +43,10 @@ export async function untilDeadline<T> (
     if (Date.now() + delay >= at) throw new FST_MLFLOW_FEEDBACK_UNDELIVERED(traceId, `${why}; gave up at the ${timeoutMs} ms deadline after ${tries} tries`)
     await sleep(delay)
   }
+}
+
+/** A try cut off by the deadline says why the tries before it failed, which is the news. */
+function atDeadline (why: string, timeoutMs: number, tries: number, err: Error): string {
+  if (tries === 1) return `no outcome within ${timeoutMs} ms (${err.message})`
+  return `${why}; gave up at the ${timeoutMs} ms deadline after ${tries} tries, the last cut off (${err.message})`
 }
