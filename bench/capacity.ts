@@ -1,13 +1,13 @@
-// Capacity: one app process under a steady load, exporting into a stand-in tracking server that
-// answers each call after 0 ms or 50 ms (capacity-backend.ts), against the untraced app at the
-// same rate. Reports traces exported and dropped, request latency traced vs untraced, and the
-// app's CPU per exported trace.
-import autocannon from 'autocannon'
+// Capacity: one app process under a steady load (steady-load.ts), exporting into a stand-in
+// tracking server that answers each call after 0 ms or 50 ms (capacity-backend.ts), against the
+// untraced app at the same rate. Reports traces exported and dropped, request latency traced vs
+// untraced, and the app's CPU per exported trace.
 import { setTimeout as sleep } from 'node:timers/promises'
 import { serverStats, startListening, startServer, stopChild, type RunningServer, type ServerStats } from './children'
 import { cpuWindow, waitForQuiet, type CpuWindow } from './cpu'
 import { mib, r1 } from './report'
 import { CAPACITY_DELAYS, CAPACITY_RATES, CAPACITY_SEC, WARMUP } from './settings'
+import { steadyLoad } from './steady-load'
 
 export interface CapacityRow {
   /** null: the untraced app. */
@@ -20,6 +20,7 @@ export interface CapacityRow {
   errors: number
   p50Ms: number
   p99Ms: number
+  maxMs: number
   /** The app's CPU per request, over the load and the drain after it. */
   appCpuUsPerReq?: number
   cpu?: CpuWindow
@@ -43,11 +44,6 @@ async function backendCount (url: string): Promise<BackendCount> {
   return await res.json() as BackendCount
 }
 
-async function load (url: string, rate: number, seconds: number): Promise<autocannon.Result> {
-  // 50 req/s per connection at most: a 20 ms answer keeps the rate.
-  return await autocannon({ url: `${url}/`, connections: Math.max(100, Math.ceil(rate / 50)), pipelining: 1, overallRate: rate, duration: seconds })
-}
-
 function tracing (s: ServerStats): NonNullable<ServerStats['tracing']> {
   return s.tracing as NonNullable<ServerStats['tracing']>
 }
@@ -67,13 +63,13 @@ async function runOne (rate: number, backend: { delayMs: number, server: Running
   await waitForQuiet(30)
   const app = await startServer(backend === undefined ? 'bare' : 'capacity', backend === undefined ? {} : { BENCH_MLFLOW_URI: backend.server.url })
   try {
-    await load(app.url, rate, WARMUP)
+    await steadyLoad(`${app.url}/`, rate, WARMUP)
     if (backend !== undefined) await drain(app.url, 15)
     const before = await serverStats(app.url)
     const b0 = backend === undefined ? undefined : await backendCount(backend.server.url)
     const window = cpuWindow(app.child.pid)
     const t0 = performance.now()
-    const r = await load(app.url, rate, CAPACITY_SEC)
+    const r = await steadyLoad(`${app.url}/`, rate, CAPACITY_SEC)
     const drainSec = backend === undefined ? 0 : await drain(app.url, 30)
     const cpu = window()
     const seconds = (performance.now() - t0) / 1000
@@ -81,12 +77,13 @@ async function runOne (rate: number, backend: { delayMs: number, server: Running
     const row: CapacityRow = {
       backendDelayMs: backend?.delayMs ?? null,
       rate,
-      achievedReqPerSec: r1(r.requests.average),
-      answered2xx: r['2xx'],
+      achievedReqPerSec: r.achievedReqPerSec,
+      answered2xx: r.answered2xx,
       served: after.served - before.served,
-      errors: r.errors + r.timeouts,
-      p50Ms: r.latency.p50,
-      p99Ms: r.latency.p99,
+      errors: r.errors,
+      p50Ms: r.p50Ms,
+      p99Ms: r.p99Ms,
+      maxMs: r.maxMs,
       cpu,
       rssMiBAtEnd: mib(after.memory.rss)
     }
@@ -126,7 +123,7 @@ export async function capacity (onRow: (row: CapacityRow) => void): Promise<Capa
         if (row.appCpuUsPerReq !== undefined && untraced.appCpuUsPerReq !== undefined && row.exported !== undefined && row.exported > 0) {
           row.cpuUsPerExportedTrace = r1((row.appCpuUsPerReq - untraced.appCpuUsPerReq) * row.served / row.exported)
         }
-        row.p99Ratio = Math.round(row.p99Ms / Math.max(1, untraced.p99Ms) * 100) / 100
+        row.p99Ratio = Math.round(row.p99Ms / Math.max(0.1, untraced.p99Ms) * 100) / 100
         onRow(row)
         rows.push(row)
       }
@@ -144,6 +141,6 @@ export function printCapacityRow (r: CapacityRow): void {
     : `, exported ${r.exported} of ${r.served}, dropped ${JSON.stringify(Object.fromEntries(Object.entries(r.dropped ?? {}).filter(([, n]) => n > 0)))}, ` +
       `drained in ${r.drainSec ?? '?'} s, concurrency ${r.concurrencyAtEnd ?? '?'}, CPU/exported trace ${r.cpuUsPerExportedTrace ?? '?'} µs, p99 × untraced ${r.p99Ratio ?? '?'}, ` +
       `backend ${r.backend?.startTrace ?? '?'} StartTraceV3 / ${r.backend?.otlpRequests ?? '?'} OTLP, ${r.backend?.cpuPct ?? '?'}% cpu`
-  console.log(`  ${r.rate} req/s ${what}: achieved ${r.achievedReqPerSec}, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, errors ${r.errors}, ` +
+  console.log(`  ${r.rate} req/s ${what}: achieved ${r.achievedReqPerSec}, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms, errors ${r.errors}, ` +
     `app ${r.appCpuUsPerReq ?? '?'} µs/req (cpu ${r.cpu?.serverPct ?? '?'}%, other ${r.cpu?.otherPct ?? '?'}%)${exp}`)
 }
