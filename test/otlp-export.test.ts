@@ -87,6 +87,19 @@ t.test('traces that end together share one OTLP request', async t => {
   t.equal(tracing.stats().exported, 3)
 })
 
+t.test('under a steady load too: traces ending a few ms apart share one OTLP request', async t => {
+  const server = await otlpServer(t)
+  const { tracing } = setup(t, server)
+  await tracing.start()
+  const first = endTrace(tracing).hex
+  await new Promise(resolve => setTimeout(resolve, 3))
+  const second = endTrace(tracing).hex
+  t.ok(await tracing.flush(5000))
+  const requests = server.received('POST', OTLP)
+  t.equal(requests.length, 1)
+  t.same(tracesIn(requests[0], [first, second]), [first, second])
+})
+
 // Before 3.7, where StartTraceV3 waits for the spans. From 3.7 it goes alongside them, so a trace
 // whose spans are refused keeps the TraceInfo the server took (README: Export queue).
 t.test('a batch refused for one bad trace: each trace is sent alone, only the bad one is rejected', async t => {
