@@ -7,7 +7,6 @@ import { createHistogram } from 'node:perf_hooks'
 import { Pool } from 'undici'
 
 export interface SteadyLoadResult {
-  sent: number
   answered2xx: number
   /** Network errors, timeouts and answers other than 2xx. */
   errors: number
@@ -56,7 +55,6 @@ export async function steadyLoad (url: string, rate: number, seconds: number): P
   const elapsedSec = (performance.now() - started) / 1000
   await pool.close()
   return {
-    sent,
     answered2xx,
     errors,
     achievedReqPerSec: Math.round(answered2xx / elapsedSec),

@@ -17,15 +17,17 @@ const MAX_BATCH = 64
 /**
  * How long the first trace of a batch waits for others. Under a steady load few traces end in one
  * turn of the event loop (2-3 at 2000 req/s), and each OTLP request costs both ends more than
- * encoding a trace does; StartTraceV3 goes meanwhile, so a trace's export is barely longer.
+ * encoding a trace does. From MLflow 3.7 StartTraceV3 goes meanwhile; before, where it waits for
+ * the spans, an export takes up to this much longer. Either way the adaptive limit sees the longer
+ * exports and allows more in flight (about 30 rather than 11 at 2000 req/s into an instant backend).
  */
 const BATCH_WAIT_MS = 10
 
 /**
- * Spans of the traces exported within BATCH_WAIT_MS share one OTLP request. The
- * server stores a request all or nothing, so when a batch is refused for a reason that is not
- * transient (a 4xx, a trace that cannot be encoded), each trace is sent again on its own: only the
- * bad one fails. A transient failure fails the whole batch; each trace is then retried as usual.
+ * Spans of the traces exported within BATCH_WAIT_MS share one OTLP request. The server stores a
+ * request all or nothing, so when a batch is refused for a reason that is not transient (a 4xx, a
+ * trace that cannot be encoded), each trace is sent again on its own: only the bad one fails. A
+ * transient failure fails the whole batch; each trace is then retried as usual.
  */
 export class OtlpBatcher {
   private waiting: Waiting[] = []

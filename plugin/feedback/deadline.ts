@@ -26,6 +26,7 @@ export async function untilDeadline<T> (
   const { timeoutMs, at } = deadline
   const signal = AbortSignal.timeout(Math.max(0, at - Date.now()))
   let why = waiting
+  const gaveUp = (tries: number): string => `${why}; gave up at the ${timeoutMs} ms deadline after ${tries} tries`
   for (let tries = 1; ; tries++) {
     let retryAfterMs: number | undefined
     try {
@@ -34,19 +35,18 @@ export async function untilDeadline<T> (
       why = waiting
     } catch (err) {
       if (!(err instanceof MlflowHttpError)) throw err
-      if (signal.aborted) throw new FST_MLFLOW_FEEDBACK_UNDELIVERED(traceId, atDeadline(why, timeoutMs, tries, err))
+      // A try cut off by the deadline says why the tries before it failed, which is the news.
+      if (signal.aborted) {
+        throw new FST_MLFLOW_FEEDBACK_UNDELIVERED(traceId, tries === 1
+          ? `no outcome within ${timeoutMs} ms (${err.message})`
+          : `${gaveUp(tries)}, the last cut off (${err.message})`)
+      }
       if (!err.retryable) throw err
       why = err.message
       retryAfterMs = err.retryAfterMs
     }
     const delay = backoffDelay(backoff, tries, retryAfterMs)
-    if (Date.now() + delay >= at) throw new FST_MLFLOW_FEEDBACK_UNDELIVERED(traceId, `${why}; gave up at the ${timeoutMs} ms deadline after ${tries} tries`)
+    if (Date.now() + delay >= at) throw new FST_MLFLOW_FEEDBACK_UNDELIVERED(traceId, gaveUp(tries))
     await sleep(delay)
   }
-}
-
-/** A try cut off by the deadline says why the tries before it failed, which is the news. */
-function atDeadline (why: string, timeoutMs: number, tries: number, err: Error): string {
-  if (tries === 1) return `no outcome within ${timeoutMs} ms (${err.message})`
-  return `${why}; gave up at the ${timeoutMs} ms deadline after ${tries} tries, the last cut off (${err.message})`
 }
