@@ -66,6 +66,8 @@ function commandLine (pid: number): string {
 export interface CpuWindow {
   /** All in % of one core over the window (2 cores = 200 %). */
   serverPct: number
+  /** The server's main thread alone: the one its requests queue for. */
+  serverMainPct?: number
   loadgenPct: number
   /** The benchmark's MLflow tracking server (idle unless traces go to it). */
   mlflowPct: number
@@ -85,15 +87,25 @@ export function isNoisy (cpu: CpuWindow | undefined): boolean {
   return cpu !== undefined && cpu.otherPct > NOISY_PCT
 }
 
+function mainThreadJiffies (pid: number | undefined): number | undefined {
+  try {
+    return pid === undefined ? undefined : procStat(`${pid}/task/${pid}`).jiffies
+  } catch {
+    return undefined
+  }
+}
+
 /** Starts a window; calling the result ends it. `serverPid`'s CPU is counted as the server's. */
 export function cpuWindow (serverPid: number | undefined): () => CpuWindow | undefined {
   const m0 = machineJiffies()
   const p0 = allProcesses()
+  const main0 = mainThreadJiffies(serverPid)
   const cores = cpus().length
   return () => {
     const m1 = machineJiffies()
     if (m0 === undefined || m1 === undefined) return undefined
     const p1 = allProcesses()
+    const main1 = mainThreadJiffies(serverPid)
     const oneCore = (m1.total - m0.total) / cores
     const pct = (j: number): number => Math.round(1000 * j / oneCore) / 10
     let server = 0
@@ -116,6 +128,7 @@ export function cpuWindow (serverPid: number | undefined): () => CpuWindow | und
     other += Math.max(0, (m1.proc - m0.proc) - (server + loadgen + flow + other))
     return {
       serverPct: pct(server),
+      serverMainPct: main0 === undefined || main1 === undefined ? undefined : pct(main1 - main0),
       loadgenPct: pct(loadgen),
       mlflowPct: pct(flow),
       softirqPct: pct(m1.irq - m0.irq),
