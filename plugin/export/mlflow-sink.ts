@@ -18,7 +18,8 @@ export interface ExperimentRef {
 /** What has reached the server of a trace whose export is being retried: no call is repeated. */
 interface Progress {
   spansStored: boolean
-  stored: StoredTraceInfo | undefined
+  /** StartTraceV3's answer, parsed when read. */
+  stored: (() => StoredTraceInfo) | undefined
 }
 
 /**
@@ -102,7 +103,7 @@ export class MlflowSink implements TraceSink {
       await spans
       await this.storeInfo(trace, progress, experimentId, signal)
     }
-    const stored = progress.stored as StoredTraceInfo
+    const stored = (progress.stored as () => StoredTraceInfo)()
     // The server says where it keeps this trace's spans: in its database, they are there already.
     if (stored.tags[TraceTag.SPANS_LOCATION] === 'TRACKING_STORE') return
     if (this.databricks) await this.client.uploadSpansDatabricks(trace.traceId, trace.spansJson, signal)
@@ -128,12 +129,13 @@ export class MlflowSink implements TraceSink {
    * after an answer that was lost) is merged by 3.4 and later; 3.2 and 3.3 refuse it on their
    * unique key instead, and the trace stored then is the one whose spans are still to be sent.
    */
-  private async startTrace (trace: SerializedTrace, experimentId: string, signal: AbortSignal): Promise<StoredTraceInfo> {
+  private async startTrace (trace: SerializedTrace, experimentId: string, signal: AbortSignal): Promise<() => StoredTraceInfo> {
     try {
-      return await this.client.startTrace({ ...trace.info, trace_location: { type: 'MLFLOW_EXPERIMENT', mlflow_experiment: { experiment_id: experimentId } } }, signal)
+      return await this.client.recordTrace({ ...trace.info, trace_location: { type: 'MLFLOW_EXPERIMENT', mlflow_experiment: { experiment_id: experimentId } } }, signal)
     } catch (err) {
       if (!(err instanceof MlflowHttpError) || err.status !== 400 || !ALREADY_STORED.test(err.message)) throw err
-      return await this.client.getTraceInfo(trace.traceId)
+      const stored = await this.client.getTraceInfo(trace.traceId)
+      return () => stored
     }
   }
 
