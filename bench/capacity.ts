@@ -142,5 +142,6 @@ export function printCapacityRow (r: CapacityRow): void {
       `drained in ${r.drainSec ?? '?'} s, concurrency ${r.concurrencyAtEnd ?? '?'}, CPU/exported trace ${r.cpuUsPerExportedTrace ?? '?'} µs, p99 × untraced ${r.p99Ratio ?? '?'}, ` +
       `backend ${r.backend?.startTrace ?? '?'} StartTraceV3 / ${r.backend?.otlpRequests ?? '?'} OTLP, ${r.backend?.cpuPct ?? '?'}% cpu`
   console.log(`  ${r.rate} req/s ${what}: achieved ${r.achievedReqPerSec}, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms, errors ${r.errors}, ` +
-    `app ${r.appCpuUsPerReq ?? '?'} µs/req (cpu ${r.cpu?.serverPct ?? '?'}%, main thread ${r.cpu?.serverMainPct ?? '?'}%, other ${r.cpu?.otherPct ?? '?'}%)${exp}`)
+    `app ${r.appCpuUsPerReq ?? '?'} µs/req (cpu ${r.cpu?.serverPct ?? '?'}%, main thread ${r.cpu?.serverMainPct ?? '?'}%; load generator ${r.cpu?.loadgenPct ?? '?'}%, ` +
+    `softirq ${r.cpu?.softirqPct ?? '?'}%, other ${r.cpu?.otherPct ?? '?'}% with the backend)${exp}`)
 }
