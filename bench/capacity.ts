@@ -21,6 +21,10 @@ export interface CapacityRow {
   p50Ms: number
   p99Ms: number
   maxMs: number
+  /** The app's event loop during the load: how late a 1-ms timer ran (ms). */
+  loopDelay?: ServerStats['loopDelay']
+  /** Its collector's pauses during the load. */
+  gc?: ServerStats['gc']
   /** The app's CPU per request, over the load and the drain after it. */
   appCpuUsPerReq?: number
   cpu?: CpuWindow
@@ -70,6 +74,7 @@ async function runOne (rate: number, backend: { delayMs: number, server: Running
     const window = cpuWindow(app.child.pid)
     const t0 = performance.now()
     const r = await steadyLoad(`${app.url}/`, rate, CAPACITY_SEC)
+    const { loopDelay, gc } = await serverStats(app.url)
     const drainSec = backend === undefined ? 0 : await drain(app.url, 30)
     const cpu = window()
     const seconds = (performance.now() - t0) / 1000
@@ -84,6 +89,8 @@ async function runOne (rate: number, backend: { delayMs: number, server: Running
       p50Ms: r.p50Ms,
       p99Ms: r.p99Ms,
       maxMs: r.maxMs,
+      loopDelay,
+      gc,
       cpu,
       rssMiBAtEnd: mib(after.memory.rss)
     }
@@ -141,7 +148,8 @@ export function printCapacityRow (r: CapacityRow): void {
     : `, exported ${r.exported} of ${r.served}, dropped ${JSON.stringify(Object.fromEntries(Object.entries(r.dropped ?? {}).filter(([, n]) => n > 0)))}, ` +
       `drained in ${r.drainSec ?? '?'} s, concurrency ${r.concurrencyAtEnd ?? '?'}, CPU/exported trace ${r.cpuUsPerExportedTrace ?? '?'} µs, p99 × untraced ${r.p99Ratio ?? '?'}, ` +
       `backend ${r.backend?.startTrace ?? '?'} StartTraceV3 / ${r.backend?.otlpRequests ?? '?'} OTLP, ${r.backend?.cpuPct ?? '?'}% cpu`
-  console.log(`  ${r.rate} req/s ${what}: achieved ${r.achievedReqPerSec}, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms, errors ${r.errors}, ` +
+  console.log(`  ${r.rate} req/s ${what}: achieved ${r.achievedReqPerSec}, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms, max ${r.maxMs} ms, loop delay p99 ${r.loopDelay?.p99 ?? '?'} / max ${r.loopDelay?.max ?? '?'} ms, ` +
+    `GC ${r.gc?.scavenges ?? '?'} scavenges ${r.gc?.scavengeMs ?? '?'} ms / ${r.gc?.major ?? '?'} major ${r.gc?.majorMs ?? '?'} ms, errors ${r.errors}, ` +
     `app ${r.appCpuUsPerReq ?? '?'} µs/req (cpu ${r.cpu?.serverPct ?? '?'}%, main thread ${r.cpu?.serverMainPct ?? '?'}%; load generator ${r.cpu?.loadgenPct ?? '?'}%, ` +
     `softirq ${r.cpu?.softirqPct ?? '?'}%, other ${r.cpu?.otherPct ?? '?'}% with the backend)${exp}`)
 }

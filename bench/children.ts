@@ -114,6 +114,10 @@ export interface ServerStats {
   tracing: (Record<string, unknown> & { queued: number, queuedBytes: number, exported: number, retried: number, inFlight: number, dropped: Record<string, number> }) | null
   otelSpans: number
   served: number
+  /** The event loop's delay since the previous read of the stats, in ms. */
+  loopDelay: { p50: number, p99: number, max: number }
+  /** The main thread's garbage-collection pauses since the previous read (ms). */
+  gc: { scavenges: number, scavengeMs: number, major: number, majorMs: number, maxMs: number }
 }
 
 /** Runs `fn` every second until the returned stop() is called; stop() waits for the run in progress. */
