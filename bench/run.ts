@@ -5,14 +5,14 @@
 //
 // Each variant's server runs in its own child process (dist/bench/server.js); autocannon runs here.
 import { cpus } from 'node:os'
-import { capacity, printCapacityRow } from './capacity'
+import { capacity, capacityVerdicts, printCapacityRow, printCapacityVerdicts } from './capacity'
 import { runMain, startMlflow, stopMlflow } from './children'
 import { quietBudget } from './cpu'
 import { exportThroughput, serializationCost } from './export'
 import { outage, outageControl } from './outage'
 import { printSpoolOutage, spoolOutage } from './spool'
 import { fastifyVersion, printExport, printOutage, printOutageControl, printSerialization, printVariants, runDescription, writeResults } from './report'
-import { CAPACITY_DELAYS, CAPACITY_RATES, CAPACITY_SEC, DURATION, EXPORT_TRACES, LOAD, NOISE_RETRIES, OUTAGE_RATE, OUTAGE_SEC, ROUNDS, SEQUENTIAL_MAX_SEC, SKIP, SPOOL_OUTAGE_SEC, SPOOL_RATE, VARIANTS, WARMUP } from './settings'
+import { CAPACITY_DELAYS, CAPACITY_RATES, CAPACITY_ROUNDS, CAPACITY_SEC, DURATION, EXPORT_TRACES, LOAD, NOISE_RETRIES, OUTAGE_RATE, OUTAGE_SEC, ROUNDS, SEQUENTIAL_MAX_SEC, SKIP, SPOOL_OUTAGE_SEC, SPOOL_RATE, VARIANTS, WARMUP } from './settings'
 import { runVariants } from './variants'
 
 /** Seconds the run should take on a quiet machine, and its quiet-wait budget on top. */
@@ -22,7 +22,7 @@ function estimateSec (): number {
   return 8 + (SKIP.has('variants') ? 0 : ROUNDS * VARIANTS.length * (WARMUP + DURATION + 2)) +
     (SKIP.has('export') ? 0 : exportSec) +
     (SKIP.has('outage') ? 0 : OUTAGE_SEC + 6 + Math.min(10, OUTAGE_SEC) + 3) +
-    (SKIP.has('capacity') ? 0 : CAPACITY_RATES.length * (1 + CAPACITY_DELAYS.length) * (WARMUP + CAPACITY_SEC + 4)) +
+    (SKIP.has('capacity') ? 0 : CAPACITY_ROUNDS * CAPACITY_RATES.length * (1 + CAPACITY_DELAYS.length) * (WARMUP + CAPACITY_SEC + 4)) +
     // The spool outage: two server starts (≈ 15 s each), the outage, and the replay (≈ 150 traces/s).
     (SKIP.has('spool') ? 0 : 30 + SPOOL_OUTAGE_SEC * (1 + SPOOL_RATE / 150)) + quietBudget()
 }
@@ -71,8 +71,11 @@ async function main (): Promise<void> {
   }
 
   if (!SKIP.has('capacity')) {
-    console.log(`\ncapacity: one app process, steady load ${CAPACITY_SEC} s (after ${WARMUP} s warm-up), stand-in backend answering after ${CAPACITY_DELAYS.join(' / ')} ms …`)
-    results.capacity = { seconds: CAPACITY_SEC, rows: await capacity(printCapacityRow) }
+    console.log(`\ncapacity: one app process, steady load ${CAPACITY_SEC} s (after ${WARMUP} s warm-up), stand-in backend answering after ${CAPACITY_DELAYS.join(' / ')} ms, ${CAPACITY_ROUNDS} rounds …`)
+    const rows = await capacity(printCapacityRow)
+    const verdicts = capacityVerdicts(rows)
+    printCapacityVerdicts(verdicts)
+    results.capacity = { seconds: CAPACITY_SEC, rounds: CAPACITY_ROUNDS, rows, verdicts }
   }
 
   if (!SKIP.has('spool')) {

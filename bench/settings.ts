@@ -8,8 +8,10 @@
 //   BENCH_NOISE_RETRIES (1: how often a round disturbed by other processes is measured again),
 //   BENCH_VARIANTS (comma list), BENCH_SKIP (comma list of: variants, export, outage, capacity, spool),
 //   BENCH_CAPACITY_SEC (15), BENCH_CAPACITY_RATES (req/s, 2000,5000), BENCH_CAPACITY_DELAYS (backend ms, 0,50),
+//   BENCH_CAPACITY_ROUNDS (3: untraced and traced runs alternate, and each p99 is judged against its own
+//   round's untraced run; on a 2-core VM one run's untraced p99 varies 2-3 × between runs),
 //   BENCH_SPOOL_OUTAGE_SEC (s, 300) and BENCH_SPOOL_RATE (req/s, 20): the outage with the spool on.
-// `--quick`: 3 s rounds, 10 s outage, 300 traces, 5 s capacity runs, 20 s spool outage.
+// `--quick`: 3 s rounds, 10 s outage, 300 traces, 5 s capacity runs in one round, 20 s spool outage.
 import { resolve } from 'node:path'
 import type { Variant } from './server'
 
@@ -55,3 +57,4 @@ function numList (name: string, fallback: number[]): number[] {
 export const CAPACITY_SEC = num('BENCH_CAPACITY_SEC', quick ? 5 : 15)
 export const CAPACITY_RATES = numList('BENCH_CAPACITY_RATES', [2000, 5000])
 export const CAPACITY_DELAYS = numList('BENCH_CAPACITY_DELAYS', [0, 50])
+export const CAPACITY_ROUNDS = Math.round(num('BENCH_CAPACITY_ROUNDS', quick ? 1 : 3))
