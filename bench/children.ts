@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { watchMlflowServer } from './cpu'
+import type { GcPauses } from './routes'
 import type { Variant } from './server'
 import { repoRoot } from './settings'
 
@@ -116,8 +117,8 @@ export interface ServerStats {
   served: number
   /** The event loop's delay since the previous read of the stats, in ms. */
   loopDelay: { p50: number, p99: number, max: number }
-  /** The main thread's garbage-collection pauses since the previous read (ms). */
-  gc: { scavenges: number, scavengeMs: number, major: number, majorMs: number, maxMs: number }
+  /** The main thread's garbage-collection pauses since the previous read. */
+  gc: GcPauses
 }
 
 /** Runs `fn` every second until the returned stop() is called; stop() waits for the run in progress. */

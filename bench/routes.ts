@@ -1,5 +1,6 @@
 // What every variant's server answers, whichever framework serves it.
 import { constants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
+import { r1 } from './report'
 
 export const STATS_PATH = '/__stats'
 /** Spans the fastify-otel variant's exporter was handed: proof that the instrumentation ran. */
@@ -10,7 +11,7 @@ let served = 0
 const loopDelay = monitorEventLoopDelay({ resolution: 1 })
 loopDelay.enable()
 /** The garbage collector's pauses of the main thread: a scavenge stops every request in the app while it runs. */
-let gc = { scavenges: 0, scavengeMs: 0, major: 0, majorMs: 0, maxMs: 0 }
+let gc = noPauses()
 new PerformanceObserver(list => {
   for (const entry of list.getEntries()) {
     const kind = (entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind
@@ -42,11 +43,18 @@ export function hello (): { hello: string } {
 export function benchStats (tracing: { stats: () => unknown } | null): object {
   const delay = { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) }
   loopDelay.reset()
-  const pauses = { scavenges: gc.scavenges, scavengeMs: Math.round(gc.scavengeMs), major: gc.major, majorMs: Math.round(gc.majorMs), maxMs: Math.round(gc.maxMs * 10) / 10 }
-  gc = { scavenges: 0, scavengeMs: 0, major: 0, majorMs: 0, maxMs: 0 }
+  const pauses = { scavenges: gc.scavenges, scavengeMs: Math.round(gc.scavengeMs), major: gc.major, majorMs: Math.round(gc.majorMs), maxMs: r1(gc.maxMs) }
+  gc = noPauses()
   return { memory: process.memoryUsage(), served, tracing: tracing?.stats() ?? null, otelSpans, loopDelay: delay, gc: pauses }
 }
 
+/** The main thread's garbage-collection pauses over a window, in ms. */
+export interface GcPauses { scavenges: number, scavengeMs: number, major: number, majorMs: number, maxMs: number }
+
+function noPauses (): GcPauses {
+  return { scavenges: 0, scavengeMs: 0, major: 0, majorMs: 0, maxMs: 0 }
+}
+
 function ms (ns: number): number {
-  return Math.round(ns / 1e5) / 10
+  return r1(ns / 1e6)
 }
