@@ -4,7 +4,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { MlflowTracer } from '../plugin/trace/tracer'
 import { serializeTrace } from '../plugin/trace/serialize'
 import { hexToBase64 } from '../plugin/trace/ids'
-import { nsToDuration, nsToRfc3339, toNs } from '../plugin/trace/time'
+import { nowNs, nsToDuration, nsToRfc3339, toNs } from '../plugin/trace/time'
 import type { TraceRecord } from '../plugin/trace/trace-record'
 
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
@@ -34,6 +34,17 @@ t.test('times: durations and the OTel time inputs', async t => {
   const ms = [1749996461282, 1749996461002, 1749996461999, 1749996462000, 1749996461090, 0, -1, -1001, 253402300800000]
   for (const m of ms) t.equal(nsToRfc3339(BigInt(m) * 1_000_000n), new Date(m).toISOString(), `request_time of ${m} ms`)
   t.equal(nsToRfc3339(1749996461282_999_999n), '2025-06-15T14:07:41.282Z', 'sub-millisecond digits are cut')
+})
+
+t.test('times: a span never starts before a Date.now() read ahead of it', async t => {
+  // A `trace.timestamp_ms >= before` search must find a trace started after `before` was read.
+  let early = 0
+  const until = Date.now() + 20
+  while (Date.now() < until) {
+    const before = Date.now()
+    if (nowNs() / 1_000_000n < BigInt(before)) early++
+  }
+  t.equal(early, 0)
 })
 
 t.test('a trace serializes to TraceInfoV3 and the traces.json document', async t => {

@@ -1,11 +1,21 @@
 import type { TimeInput } from '@opentelemetry/api'
 
-// Wall-clock nanoseconds: Date.now() anchors the monotonic clock once, so span times keep
-// sub-millisecond order without a syscall per reading.
-const anchorNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint()
+const MS = 1_000_000n
+
+// Wall-clock nanoseconds: the monotonic clock gives sub-millisecond order, Date.now() the wall
+// time. The two drift apart (here by up to 0.4 ms in seconds, as the VM's clock is steered), and a
+// span that started before a Date.now() read ahead of it would miss a `timestamp_ms >=` search:
+// each reading stays within the millisecond Date.now() says, re-anchoring when it strays. The
+// anchor settles on the edge of a tick, where it errs least.
+let anchorNs = BigInt(Date.now()) * MS - process.hrtime.bigint()
 
 export function nowNs (): bigint {
-  return anchorNs + process.hrtime.bigint()
+  const hr = process.hrtime.bigint()
+  const wallNs = BigInt(Date.now()) * MS
+  const ns = anchorNs + hr
+  if (ns >= wallNs && ns < wallNs + MS) return ns
+  anchorNs = wallNs - hr
+  return wallNs
 }
 
 /** Converts the OTel API's time forms (HrTime, epoch milliseconds, Date) to epoch nanoseconds. */
