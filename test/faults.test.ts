@@ -6,6 +6,7 @@ import { serializeTrace, type SerializedTrace } from '../plugin/trace/serialize'
 import type { MlflowSpan } from '../plugin/trace/span'
 import { MlflowTracer } from '../plugin/trace/tracer'
 import { MlflowTracing, type MlflowTracingOptions } from '../plugin/tracing'
+import { until } from './helpers/plugin-app'
 import { closedPort, FakeServer, recordingLogger } from './helpers/fake-server'
 
 const TRACES = '/api/3.0/mlflow/traces'
@@ -345,7 +346,7 @@ t.test('shutdown with a deadline while the server hangs', async t => {
   const { tracing } = setup(t, server.url, { requestTimeoutMs: 10_000, queue: { concurrency: 2 } })
   await tracing.start()
   for (let i = 0; i < 5; i++) endTrace(tracing)
-  t.equal(tracing.stats().inFlight, 2)
+  await until(() => tracing.stats().inFlight === 2, 'two exports in flight')
   t.equal(tracing.stats().queued, 3)
 
   t.equal(await tracing.shutdown(300), false, 'shutdown reports the deadline was missed')

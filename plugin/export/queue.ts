@@ -99,19 +99,14 @@ export class ExportQueue {
   private readonly warnings: ThrottledWarnings
   private readonly health: DestinationHealth
   private readonly concurrency: AdaptiveConcurrency
-  readonly counts = {
-    exported: 0,
-    retried: 0,
-    dropped: { queue_full: 0, too_large: 0, rejected: 0, retries_exhausted: 0, failed: 0, shutdown: 0, serialization_error: 0 },
-    overflowed: { destination_down: 0, queue_full: 0, shutdown: 0 }
-  }
+  readonly counts = zeroCounts()
 
   constructor (private readonly sink: TraceSink, private readonly logger: Logger, options: QueueOptions = {}, private readonly overflow?: TraceOverflow) {
     this.opts = { ...QUEUE_DEFAULTS, ...options }
     // Every export in flight listens to this one signal.
     setMaxListeners(0, this.abort.signal)
     this.warnings = new ThrottledWarnings(logger)
-    this.concurrency = new AdaptiveConcurrency(Math.min(MIN_CONCURRENCY, this.opts.concurrency), this.opts.concurrency)
+    this.concurrency = new AdaptiveConcurrency(startingConcurrency(this.opts.concurrency), this.opts.concurrency)
     this.health = new DestinationHealth(sink.probe?.bind(sink), this.opts, {
       up: () => {
         this.dryUntil = 0
@@ -370,6 +365,33 @@ export class ExportQueue {
     this.loggedRejections.add(kind)
     this.logger.error({ traceId: trace.traceId, status: err.status, errorCode: err.errorCode, err: err.message },
       'MLflow server rejected a trace; further rejections of this kind are counted, not logged')
+  }
+}
+
+export type ExportCounts = Pick<ExportStats, 'exported' | 'retried' | 'dropped' | 'overflowed'>
+
+export function zeroCounts (): ExportCounts {
+  return {
+    exported: 0,
+    retried: 0,
+    dropped: { queue_full: 0, too_large: 0, rejected: 0, retries_exhausted: 0, failed: 0, shutdown: 0, serialization_error: 0 },
+    overflowed: { destination_down: 0, queue_full: 0, shutdown: 0 }
+  }
+}
+
+function startingConcurrency (max: number): number {
+  return Math.min(MIN_CONCURRENCY, max)
+}
+
+/** A queue's stats before its first trace: what a queue elsewhere (a worker's) says until it reports. */
+export function emptyStats (options: QueueOptions = {}, since = Date.now()): ExportStats {
+  return {
+    queued: 0,
+    queuedBytes: 0,
+    inFlight: 0,
+    ...zeroCounts(),
+    concurrency: startingConcurrency(options.concurrency ?? QUEUE_DEFAULTS.concurrency),
+    destination: { state: 'up', since: new Date(since).toISOString() }
   }
 }
 

@@ -22,21 +22,26 @@ export class PendingTraces {
     return this.ids.has(id)
   }
 
-  /**
-   * `sink`, settling a trace once it is exported or refused for good (an error the export queue
-   * does not retry). One `then` per export, no async wrapper: this runs for every trace.
-   */
-  settling (sink: TraceSink): TraceSink {
-    return {
-      export: (trace, signal) => Promise.resolve(sink.export(trace, signal)).then(() => {
-        this.ids.delete(trace.traceId)
-      }, (err: unknown) => {
-        if (!(err instanceof MlflowHttpError && err.retryable)) this.ids.delete(trace.traceId)
-        throw err
-      }),
-      // The queue probes a destination that is down with it instead of spending traces' attempts.
-      probe: sink.probe?.bind(sink),
-      close: sink.close === undefined ? undefined : async () => { await sink.close?.() }
-    }
+  /** The trace is exported, or refused for good: feedback on it need not wait any longer. */
+  settle (id: string): void {
+    this.ids.delete(id)
+  }
+}
+
+/**
+ * `sink`, calling `settle` with a trace's id once it is exported or refused for good (an error the
+ * export queue does not retry). One `then` per export, no async wrapper: this runs for every trace.
+ */
+export function settling (sink: TraceSink, settle: (id: string) => void): TraceSink {
+  return {
+    export: (trace, signal) => Promise.resolve(sink.export(trace, signal)).then(() => {
+      settle(trace.traceId)
+    }, (err: unknown) => {
+      if (!(err instanceof MlflowHttpError && err.retryable)) settle(trace.traceId)
+      throw err
+    }),
+    // The queue probes a destination that is down with it instead of spending traces' attempts.
+    probe: sink.probe?.bind(sink),
+    close: sink.close === undefined ? undefined : async () => { await sink.close?.() }
   }
 }
