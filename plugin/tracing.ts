@@ -4,7 +4,7 @@ import { FileSink } from './export/file-sink'
 import { stderrLogger, type Logger } from './export/logger'
 import { ExportPipeline, openSpool, type PipelineStats, type TracePipeline } from './export/pipeline'
 import { PipelineThread, type PipelineWorkerData } from './export/pipeline-thread'
-import type { QueueOptions, TraceSink } from './export/queue'
+import { checkQueueOptions, type QueueOptions, type TraceSink } from './export/queue'
 import { resolveSpool } from './export/spool/options'
 import { FST_MLFLOW_INVALID_OPTION } from './errors'
 import { TraceFeedback } from './feedback/feedback'
@@ -51,6 +51,7 @@ export class MlflowTracing {
 
   constructor (opts: MlflowTracingOptions = {}, env: Record<string, string | undefined> = process.env) {
     this.logger = opts.logger ?? stderrLogger
+    checkQueueOptions(opts.queue)
     const dest: Destination | undefined = opts.sink === undefined ? resolveDestination(opts, env) : undefined
     const spool = resolveSpool(opts.spool, env)
     const pending = new PendingTraces()

@@ -54,6 +54,14 @@ t.test('numbers are validated', async t => {
   t.throws(() => resolveDestination({}, { MLFLOW_HTTP_REQUEST_TIMEOUT: 'soon' }), invalid(/MLFLOW_HTTP_REQUEST_TIMEOUT/))
 })
 
+t.test('queue bounds are checked at registration, each named', async t => {
+  t.throws(() => new MlflowTracing({ queue: { maxTraces: 0 } }, {}), invalid(/queue\.maxTraces: expected a positive integer, got 0/))
+  t.throws(() => new MlflowTracing({ queue: { concurrency: 2.5 } }, {}), invalid(/queue\.concurrency/))
+  t.throws(() => new MlflowTracing({ queue: 'fast' as never }, {}), invalid(/queue: expected an object/))
+  t.throws(() => new MlflowTracing({ queue: { maxTraces: 0 }, sink: { export: async () => {} } }, {}), invalid(/queue\.maxTraces/), 'with a custom sink too')
+  t.doesNotThrow(() => new MlflowTracing({ queue: { maxBytes: 1024, maxAttempts: 1 } }, {}))
+})
+
 t.test('the client is built from the same settings and says where traces go', async t => {
   const tracing = new MlflowTracing({ trackingUri: 'http://127.0.0.1:1', experimentId: '5' }, {})
   t.equal(tracing.destination, 'MLflow at http://127.0.0.1:1, experiment 5')

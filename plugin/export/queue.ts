@@ -1,7 +1,9 @@
 import { setMaxListeners } from 'node:events'
+import { FST_MLFLOW_INVALID_OPTION } from '../errors'
 import { serializeTrace, type SerializedTrace } from '../trace/serialize'
 import type { TraceRecord } from '../trace/trace-record'
 import { AdaptiveConcurrency } from './adaptive-concurrency'
+import { positiveInteger } from './config'
 import { DestinationHealth, type DestinationState } from './destination-health'
 import { MlflowHttpError } from './http'
 import { ThrottledWarnings, type Logger } from './logger'
@@ -54,6 +56,18 @@ export interface ExportStats {
   concurrency: number
   /** The destination as the queue knows it, and since when (ISO time). */
   destination: { state: DestinationState, since: string }
+}
+
+/** Checks the `queue` option at registration: each bound a positive integer where it is set. */
+export function checkQueueOptions (options: unknown): void {
+  if (options === undefined) return
+  if (typeof options !== 'object' || options === null) {
+    throw new FST_MLFLOW_INVALID_OPTION('queue', `expected an object, got ${JSON.stringify(options)}`)
+  }
+  for (const key of Object.keys(QUEUE_DEFAULTS) as Array<keyof QueueOptions>) {
+    const value = (options as QueueOptions)[key]
+    if (value !== undefined) positiveInteger(value, `queue.${key}`)
+  }
 }
 
 /** Exported for the bench, which reports the bound it ran against. */
