@@ -1,8 +1,9 @@
-import { MlflowClient } from './export/client'
+import type { MlflowClient } from './export/client'
 import { resolveDestination, type Destination, type DestinationOptions } from './export/config'
 import { FileSink } from './export/file-sink'
 import { stderrLogger, type Logger } from './export/logger'
-import { ExportPipeline, openSpool, type PipelineStats, type TracePipeline } from './export/pipeline'
+import { mayJoin } from './export/mlflow-sink'
+import { ExportPipeline, mlflowClient, openSpool, type PipelineStats, type TracePipeline } from './export/pipeline'
 import { PipelineThread, type PipelineWorkerData } from './export/pipeline-thread'
 import { checkQueueOptions, type QueueOptions, type TraceSink } from './export/queue'
 import { resolveSpool } from './export/spool/options'
@@ -58,11 +59,11 @@ export class MlflowTracing {
     const settle = (id: string): void => pending.settle(id)
     let feedbackStore: FeedbackStore | undefined
     if (dest?.kind === 'mlflow') {
-      this.client = new MlflowClient({ host: dest.host, auth: dest.auth, timeoutMs: dest.timeoutMs, workspace: dest.workspace })
+      this.client = mlflowClient(dest)
       feedbackStore = new MlflowFeedbackStore(this.client)
       const experiment = dest.experimentId !== undefined ? `experiment ${dest.experimentId}` : `experiment '${dest.experimentName ?? ''}'`
       this.destination = `MLflow at ${dest.host}, ${experiment}`
-      this.pipeline = new PipelineThread(workerData(opts, env), !dest.databricks && dest.spanUpload !== 'artifact', this.logger, settle)
+      this.pipeline = new PipelineThread(workerData(opts, env), mayJoin(dest.databricks, dest.spanUpload), this.logger, settle)
     } else if (dest?.kind === 'file') {
       feedbackStore = new FileFeedbackStore(dest.path)
       this.destination = `local file ${dest.path} (no tracking URI configured)`

@@ -74,7 +74,7 @@ export class MlflowSink implements TraceSink {
    * known so far: a file store tells only at the first export (501).
    */
   get canJoin (): boolean {
-    return !this.databricks && this.spanUploadOption !== 'artifact' && !this.noOtlp
+    return mayJoin(this.databricks, this.spanUploadOption) && !this.noOtlp
   }
 
   /** A cheap read that goes through the server to its database, as every export does. */
@@ -160,6 +160,11 @@ export class MlflowSink implements TraceSink {
       throw explain(err, this.ref)
     }
   }
+}
+
+/** Whether traces may join upstream ones before the server has said anything: OTLP is possible. */
+export function mayJoin (databricks: boolean, spanUpload: SpanUploadOption): boolean {
+  return !databricks && spanUpload !== 'artifact'
 }
 
 /** The database's words for a trace id it already has (SQLite, PostgreSQL, MySQL). */

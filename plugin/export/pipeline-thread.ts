@@ -1,11 +1,11 @@
 import { extname, join } from 'node:path'
 import { Worker } from 'node:worker_threads'
-import { encodeTrace } from './spool/codec'
 import type { TraceRecord } from '../trace/trace-record'
 import type { DestinationOptions } from './config'
 import { ThrottledWarnings, type Logger } from './logger'
 import type { PipelineStart, PipelineStats, TracePipeline } from './pipeline'
-import { emptyStats, zeroCounts, type DropReason, type QueueOptions } from './queue'
+import { emptyStats, zeroCounts, type DropReason, type ExportCounts, type QueueOptions } from './queue'
+import { encodeTrace } from './spool/codec'
 import { errorFromShape, type ErrorShape } from './thread-error'
 
 /** What the worker is built from: plain values only, since they are cloned into it. */
@@ -42,7 +42,6 @@ interface Waiting {
   reject: (err: Error) => void
 }
 
-
 /**
  * The export of a tracking server's traces, on a worker thread: queue, serialization, HTTP calls
  * and spool. A request thread that exports thousands of traces a second allocates for each one a
@@ -69,7 +68,7 @@ export class PipelineThread implements TracePipeline {
   private closed = false
   private experiment: string | undefined
   /** Counted on this side: traces that never reached a worker, and what workers that died had counted. */
-  private readonly carried = zeroCounts()
+  private carried = zeroCounts()
   private readonly warnings: ThrottledWarnings
 
   constructor (
@@ -113,27 +112,25 @@ export class PipelineThread implements TracePipeline {
   }
 
   stats (): PipelineStats {
-    const { last, carried } = this
-    const stats: PipelineStats = {
-      ...last,
-      queued: last.queued + this.posted - this.received,
-      exported: last.exported + carried.exported,
-      retried: last.retried + carried.retried,
-      dropped: sum(last.dropped, carried.dropped),
-      overflowed: sum(last.overflowed, carried.overflowed)
-    }
+    const { last } = this
+    const stats: PipelineStats = { ...last, queued: last.queued + this.posted - this.received, ...addCounts(last, this.carried) }
     if (last.spool !== undefined) stats.spool = { ...last.spool }
     return stats
   }
 
+  /** No worker, and no trace waiting to start one: there is nothing to flush. */
+  private get unused (): boolean {
+    return this.worker === undefined && this.lines.length === 0
+  }
+
   async flush (timeoutMs: number): Promise<boolean> {
-    if (this.worker === undefined && this.lines.length === 0) return true
+    if (this.unused) return true
     return await this.call('flush', timeoutMs).then(Boolean, () => false)
   }
 
   async shutdown (timeoutMs: number): Promise<boolean> {
     this.closed = true
-    if (this.worker === undefined && this.lines.length === 0) return true
+    if (this.unused) return true
     const flushed = await this.call('shutdown', timeoutMs).then(Boolean, () => false)
     this.stopping = true
     await this.worker?.terminate()
@@ -219,12 +216,9 @@ export class PipelineThread implements TracePipeline {
     if (this.worker !== worker) return
     this.worker = undefined
     if (this.stopping) return
-    const { last, carried } = this
+    const { last } = this
     const held = last.queued + last.inFlight + this.posted - this.received
-    carried.exported += last.exported
-    carried.retried += last.retried
-    carried.dropped = sum(carried.dropped, last.dropped)
-    carried.overflowed = sum(carried.overflowed, last.overflowed)
+    this.carried = addCounts(this.carried, last)
     this.posted = this.received = 0
     this.last = emptyStats(this.data.options.queue)
     this.lose('failed', held, new Error('the export thread stopped'))
@@ -237,6 +231,10 @@ export class PipelineThread implements TracePipeline {
     const detail = err instanceof Error ? err.message : err === undefined ? undefined : String(err)
     this.warnings.warn(reason, () => ({ reason, count, detail, stats: this.stats() }), `MLflow trace dropped: ${reason}`)
   }
+}
+
+function addCounts (a: ExportCounts, b: ExportCounts): ExportCounts {
+  return { exported: a.exported + b.exported, retried: a.retried + b.retried, dropped: sum(a.dropped, b.dropped), overflowed: sum(a.overflowed, b.overflowed) }
 }
 
 function sum<K extends string> (a: Record<K, number>, b: Record<K, number>): Record<K, number> {

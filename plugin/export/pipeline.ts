@@ -116,12 +116,17 @@ export class ExportPipeline implements TracePipeline {
 
 /** The tracking server's pipeline: its sink, and a spool of its own when one is set. */
 export function mlflowPipeline (dest: MlflowDestination, spool: SpoolSettings | undefined, parts: Omit<PipelineParts, 'sink'>): ExportPipeline {
-  const client = new MlflowClient({ host: dest.host, auth: dest.auth, timeoutMs: dest.timeoutMs, workspace: dest.workspace })
+  const client = mlflowClient(dest)
   const mlflow = new MlflowSink(client, dest.databricks, {
     experimentId: dest.experimentId, experimentName: dest.experimentName, credentialSetting: credentialSetting(dest.authKind)
   }, dest.spanUpload, parts.logger)
   const target = { host: dest.host, experimentId: dest.experimentId, experimentName: dest.experimentName }
   return new ExportPipeline({ ...parts, sink: mlflow, mlflow, spool: spool === undefined ? undefined : openSpool(spool, target, parts.logger) })
+}
+
+/** A client of the destination; each thread that calls it builds its own. */
+export function mlflowClient (dest: MlflowDestination): MlflowClient {
+  return new MlflowClient({ host: dest.host, auth: dest.auth, timeoutMs: dest.timeoutMs, workspace: dest.workspace })
 }
 
 /** A spool per destination: replay must send a trace where it was meant to go, never elsewhere. */
