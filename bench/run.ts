@@ -14,6 +14,7 @@ import { printSpoolOutage, spoolOutage } from './spool'
 import { fastifyVersion, printExport, printOutage, printOutageControl, printSerialization, printVariants, runDescription, writeResults } from './report'
 import { CAPACITY_DELAYS, CAPACITY_RATES, CAPACITY_ROUNDS, CAPACITY_SEC, DURATION, EXPORT_TRACES, LOAD, NOISE_RETRIES, OUTAGE_RATE, OUTAGE_SEC, ROUNDS, SEQUENTIAL_MAX_SEC, SKIP, SPOOL_OUTAGE_SEC, SPOOL_RATE, VARIANTS, WARMUP } from './settings'
 import { runVariants } from './variants'
+import { QUEUE_DEFAULTS } from '../plugin/export/queue'
 
 /** Seconds the run should take on a quiet machine, and its quiet-wait budget on top. */
 function estimateSec (): number {
@@ -60,7 +61,7 @@ async function main (): Promise<void> {
   await stopMlflow()
 
   if (!SKIP.has('outage')) {
-    console.log(`\noutage: tracking server down, ${OUTAGE_RATE} req/s for ${OUTAGE_SEC} s, default queue bound (1000 traces / 32 MiB) …`)
+    console.log(`\noutage: tracking server down, ${OUTAGE_RATE} req/s for ${OUTAGE_SEC} s, default queue bound (${QUEUE_DEFAULTS.maxTraces} traces / ${QUEUE_DEFAULTS.maxBytes / 1024 / 1024} MiB) …`)
     const o = await outage()
     // The outage is the export's second half: results.export.outage.
     results.export = { ...(results.export as Record<string, unknown> | undefined), outage: o }
