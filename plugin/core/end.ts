@@ -56,7 +56,7 @@ function resolveContext<R extends CoreRequest> (state: TracedRequest<R>): string
   if (typeof tags === 'function') problems.guard(() => { defaults(record.tags, tags(request)) })
   if (state.capture) {
     problems.guard(() => {
-      const input = captureBody(request.body, settings.redactor, settings.maxBodyChars)
+      const input = captureBody(framework.body === undefined ? request.body : framework.body(request), settings.redactor, settings.maxBodyChars)
       if (input === undefined) return
       root.setInputs(input.value)
       record.requestPreview = input.preview

@@ -10,6 +10,8 @@ export interface FrameworkRequests<R extends CoreRequest> {
   requestId: (request: R) => string
   /** The route pattern as routing found it, read when the trace ends (Express routes after middleware). */
   routeAtEnd?: (request: R) => string | undefined
+  /** The parsed body the root's inputs come from, where it is not simply `request.body`. */
+  body?: (request: R) => unknown
 }
 
 /** Everything one app's request traces share: its settings, tracer, metadata and problem counters. */

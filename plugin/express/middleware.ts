@@ -22,7 +22,9 @@ export const expressRequests = {
   routeAtEnd: (req: Request): string | undefined => {
     const path = (req.route as { path?: unknown } | undefined)?.path
     return typeof path === 'string' ? req.baseUrl + path : undefined
-  }
+  },
+  /** Express 4's body parsers set `{}` on every request, one that carries no body too (a GET). */
+  body: (req: Request): unknown => req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined ? req.body : undefined
 }
 
 /**

@@ -4,6 +4,7 @@ import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHead
 import type { AddressInfo } from 'node:net'
 import { PassThrough } from 'node:stream'
 import express, { type NextFunction, type Request, type Response } from 'express'
+import express4 from 'express4'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Test } from 'tap'
 import fastifyMlflowTracing, { MemorySink, MlflowTracing, type RequestTrace, type RequestTracingOptions } from '../../plugin/index'
@@ -75,7 +76,7 @@ export interface NeutralApp {
 }
 
 export interface Adapter {
-  name: 'fastify' | 'express'
+  name: 'fastify' | 'express' | 'express4'
   /** The app with tracing in place; with no `tracing` or destination option, traces go to a MemorySink. */
   build: (t: Test, opts?: RequestTracingOptions<any>) => NeutralApp
   /** Sets tracing up with `opts` as an app would, and tears it down: rejects where the options are refused. */
@@ -131,19 +132,20 @@ const fastifyAdapter: Adapter = {
   }
 }
 
-const expressAdapter: Adapter = {
-  name: 'express',
+/** Express 5, and Express 4 (installed as `express4`): the middleware supports both. */
+const expressAdapter = (name: 'express' | 'express4', framework: typeof express): Adapter => ({
+  name,
   async validate (opts) {
     await mlflowTracing(withSink(opts, new MemorySink())).close()
   },
   build (t, opts = {}) {
     const sink = new MemorySink()
     const tracing: ExpressMlflowTracing = mlflowTracing({ logger: silentLogger, ...withSink(opts, sink) })
-    const app = express()
-    app.use(express.json())
+    const app = framework()
+    app.use(framework.json())
     app.use(tracing)
     // Routes and auth go on a router that the error middleware follows, whatever is added later.
-    const routes = express.Router()
+    const routes = framework.Router()
     app.use(routes)
     app.use(tracing.errorHandler)
     app.use((err: Error & { status?: number, statusCode?: number }, _req: Request, res: Response, next: NextFunction) => {
@@ -168,13 +170,15 @@ const expressAdapter: Adapter = {
       })())
     }
     t.teardown(close)
-    const handle = (handler: Handler) => async (req: Request, res: Response) => {
+    // Express 4 does not pass a rejected handler's error on: the route does.
+    const handle = (handler: Handler) => (req: Request, res: Response, next: NextFunction) => {
       const reply: NeutralReply = { header: (name, value) => res.setHeader(name, value), code: code => res.status(code) }
-      const value = await handler(req as unknown as NeutralRequest, reply)
-      if (res.headersSent) return
-      if (value === undefined) res.end()
-      else if (typeof value === 'string') res.type('text/plain').send(value)
-      else res.json(value)
+      Promise.resolve().then(async () => await handler(req as unknown as NeutralRequest, reply)).then(value => {
+        if (res.headersSent) return
+        if (value === undefined) res.end()
+        else if (typeof value === 'string') res.type('text/plain').send(value)
+        else res.json(value)
+      }).catch(next)
     }
     return finish({
       sink,
@@ -200,9 +204,9 @@ const expressAdapter: Adapter = {
       ready: async () => { await tracing.ready() }
     })
   }
-}
+})
 
-export const adapters: Adapter[] = [fastifyAdapter, expressAdapter]
+export const adapters: Adapter[] = [fastifyAdapter, expressAdapter('express', express), expressAdapter('express4', express4 as unknown as typeof express)]
 
 /** Runs `suite` once per adapter, as a subtest named after it. */
 export function forEachAdapter (t: Test, suite: (t: Test, adapter: Adapter) => Promise<void> | void): void {
