@@ -10,7 +10,7 @@ import { defaultAnswer, FakeServer, recordingLogger, type FakeResponse, type Rec
 const TRACES = '/api/3.0/mlflow/traces'
 const EXPERIMENT = '/api/2.0/mlflow/experiments/get'
 
-type Outage = 'up' | '503' | '429' | 'hang'
+type Outage = 'up' | '503' | '429' | 'hang' | 'exports503'
 
 /** A fake whose every call fails the way `state.mode` says, until it is set back to 'up'. */
 async function switchable (t: Test): Promise<{ server: FakeServer, state: { mode: Outage } }> {
@@ -21,6 +21,7 @@ async function switchable (t: Test): Promise<{ server: FakeServer, state: { mode
     if (state.mode === '503') return { status: 503, body: { error_code: 'TEMPORARILY_UNAVAILABLE', message: 'down' } }
     if (state.mode === '429') return { status: 429, headers: { 'retry-after': '1' }, body: { error_code: 'REQUEST_LIMIT_EXCEEDED', message: 'slow down' } }
     if (state.mode === 'hang') return await new Promise<FakeResponse>(() => {})
+    if (state.mode === 'exports503' && req.method === 'POST') return { status: 503, body: { error_code: 'TEMPORARILY_UNAVAILABLE', message: 'warming up' } }
     return defaultAnswer(req)
   }
   server.route('GET', EXPERIMENT, answer).route('POST', TRACES, answer).route('PUT', '/api/2.0/mlflow-artifacts/artifacts/*', answer)
@@ -86,6 +87,21 @@ t.test('a server that hangs: one probe outstanding at a time, each ended by the 
   state.mode = 'up'
   t.equal(await tracing.flush(5000), true)
   t.match(tracing.stats(), { exported: 5, retried: 5, dropped: { retries_exhausted: 0 } })
+})
+
+t.test('a server that answers probes but fails exports for a while: no trace failing with the others runs out of attempts, and the probes back off', async t => {
+  const { server, state } = await switchable(t)
+  const tracing = new MlflowTracing({ logger: recordingLogger(), queue: { initialBackoffMs: 20, maxBackoffMs: 100, maxAttempts: 2 } }, { MLFLOW_TRACKING_URI: server.url, MLFLOW_EXPERIMENT_ID: '1' })
+  t.teardown(async () => { await tracing.shutdown(100) })
+  await tracing.start()
+  state.mode = 'exports503'
+  for (let i = 0; i < 10; i++) endTrace(tracing)
+  await sleep(800)
+  const posts = server.received('POST', TRACES).length
+  t.ok(posts <= 200, `${posts} export calls in 800 ms: each relapse waits longer before the next probe`)
+  state.mode = 'up'
+  t.equal(await tracing.flush(5000), true)
+  t.match(tracing.stats(), { exported: 10, dropped: { retries_exhausted: 0 } })
 })
 
 t.test('the server restarted on the same port: refused, then answered', async t => {

@@ -28,6 +28,10 @@ export class DestinationHealth {
   /** Date.now() of the last change of state. */
   since = Date.now()
   private probes = 0
+  /** Date.now() when a probe last found it answering. */
+  private cameBack: number | undefined
+  /** Times in a row it went down again soon after it came back. */
+  private relapses = 0
   private timer: NodeJS.Timeout | undefined
   private readonly abort = new AbortController()
   private readonly backoff: BackoffOptions
@@ -48,11 +52,16 @@ export class DestinationHealth {
   /** A call failed transiently. The first probe goes at once (or after Retry-After): a blip costs one round trip. */
   failed (err: MlflowHttpError): void {
     if (this.state === 'down' || this.abort.signal.aborted) return
+    const now = Date.now()
+    // Down again soon after a probe found it answering (it answers probes, not exports): back off
+    // further each time rather than probing at once and sending the queue into it again.
+    this.relapses = this.cameBack !== undefined && now - this.cameBack < MAX_PROBE_INTERVAL_MS ? this.relapses + 1 : 0
     this.state = 'down'
-    this.since = Date.now()
+    this.since = now
     this.probes = 0
     // A sink without a probe can only be tried again by sending traces: wait first.
-    this.schedule(err.retryAfterMs ?? (this.probe === undefined ? backoffDelay(this.backoff, 1) : 0))
+    const wait = this.probe === undefined || this.relapses > 0 ? backoffDelay(this.backoff, this.relapses + 1) : 0
+    this.schedule(err.retryAfterMs ?? wait)
   }
 
   stop (): void {
@@ -86,7 +95,7 @@ export class DestinationHealth {
       this.logger.info({ downMs: Date.now() - this.since, probes: this.probes }, 'MLflow destination answers again; exports resume')
     }
     this.state = 'up'
-    this.since = Date.now()
+    this.since = this.cameBack = Date.now()
     this.events.up()
   }
 }

@@ -101,6 +101,9 @@ export class ExportQueue {
   private active = 0
   private closed = false
   private readonly retrying: Retry[] = []
+  /** Since an export last worked: the first trace that failed transiently, and whether others did too. */
+  private failing: SerializedTrace | undefined
+  private othersFailing = false
   /** Taken back from the overflow, not yet sent. */
   private readonly replay: TraceRecord[] = []
   /** Records the overflow gave us: settled there once done with, left there at shutdown. */
@@ -290,6 +293,8 @@ export class ExportQueue {
       exported = Promise.reject(err)
     }
     exported.then(() => {
+      this.failing = undefined
+      this.othersFailing = false
       this.counts.exported++
       this.concurrency.succeeded(performance.now() - began, this.backlog)
       this.settle(trace.record)
@@ -301,15 +306,31 @@ export class ExportQueue {
     if (this.abort.signal.aborted) this.abandon(trace.record)
     else if (!(err instanceof MlflowHttpError)) this.drop('failed', trace.record, errorText(err))
     else if (!err.retryable) this.reject(trace, err)
-    else if (attempt >= this.opts.maxAttempts) this.drop('retries_exhausted', trace.record, err.message)
-    else {
-      // Sent while the destination was up, so this attempt counts; the next waits for the probe.
-      this.counts.retried++
-      this.retrying.push({ trace, attempt: attempt + 1 })
-      if (err.status === 429 || err.status >= 500 || err.errorCode === 'TIMEOUT') this.concurrency.overloaded()
-      this.health.failed(err)
-    }
+    else this.retry(trace, attempt, err)
     this.done()
+  }
+
+  /** A transient failure: the trace waits for the probe, and drops only once its own attempts are spent. */
+  private retry (trace: SerializedTrace, attempt: number, err: MlflowHttpError): void {
+    const charged = this.chargeable(trace)
+    if (charged && attempt >= this.opts.maxAttempts) return this.drop('retries_exhausted', trace.record, err.message)
+    this.counts.retried++
+    this.retrying.push({ trace, attempt: charged ? attempt + 1 : attempt })
+    if (err.status === 429 || err.status >= 500 || err.errorCode === 'TIMEOUT') this.concurrency.overloaded()
+    this.health.failed(err)
+  }
+
+  /**
+   * Whether a transient failure is the trace's own: the first since an export last worked, or one
+   * more of a trace that has been failing alone. Traces that fail alongside others, with no export
+   * working in between, fail for the destination's reason (one OTLP request of many traces, the
+   * calls in flight when a server went away, a restarted server that answers probes before it can
+   * store traces), and are not charged an attempt for it.
+   */
+  private chargeable (trace: SerializedTrace): boolean {
+    this.failing ??= trace
+    if (this.failing !== trace) this.othersFailing = true
+    return this.failing === trace && !this.othersFailing
   }
 
   /** An export is over: its slot goes to the next trace. */
