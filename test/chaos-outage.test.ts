@@ -43,6 +43,8 @@ async function outage (t: Test, seconds: number): Promise<void> {
   await app.stop()
   const stats = closedStats(app)
   t.comment(`stats: ${JSON.stringify(stats)}`)
+  // What the app said of the destination and of any drop: the why, should a count below be off.
+  for (const line of app.logs().filter(l => /MLflow (trace dropped|destination)/.test(String(l.msg)))) t.comment(JSON.stringify(line))
   t.match(stats, { dropped: { queue_full: 0, retries_exhausted: 0, shutdown: 0 }, spool: { pending: 0, dropped: { evicted: 0, torn: 0 } } })
 }
 
