@@ -3,6 +3,7 @@
 // the adaptive concurrency limit on its own.
 import t, { type Test } from 'tap'
 import { AdaptiveConcurrency } from '../plugin/export/adaptive-concurrency'
+import type { QueueOptions } from '../plugin/export/queue'
 import { MlflowTracing } from '../plugin/tracing'
 import { until } from './helpers/plugin-app'
 import { defaultAnswer, FakeServer, recordingLogger, type FakeResponse, type RecordedRequest } from './helpers/fake-server'
@@ -28,9 +29,9 @@ async function switchable (t: Test): Promise<{ server: FakeServer, state: { mode
   return { server, state }
 }
 
-function setup (t: Test, url: string, requestTimeoutMs = 10_000, maxBackoffMs = 100): { tracing: MlflowTracing, logger: ReturnType<typeof recordingLogger> } {
+function setup (t: Test, url: string, requestTimeoutMs = 10_000, maxBackoffMs = 100, queue: QueueOptions = {}): { tracing: MlflowTracing, logger: ReturnType<typeof recordingLogger> } {
   const logger = recordingLogger()
-  const tracing = new MlflowTracing({ logger, requestTimeoutMs, queue: { initialBackoffMs: 20, maxBackoffMs } }, { MLFLOW_TRACKING_URI: url, MLFLOW_EXPERIMENT_ID: '1' })
+  const tracing = new MlflowTracing({ logger, requestTimeoutMs, queue: { initialBackoffMs: 20, maxBackoffMs, ...queue } }, { MLFLOW_TRACKING_URI: url, MLFLOW_EXPERIMENT_ID: '1' })
   t.teardown(async () => { await tracing.shutdown(100) })
   return { tracing, logger }
 }
@@ -91,8 +92,7 @@ t.test('a server that hangs: one probe outstanding at a time, each ended by the 
 
 t.test('a server that answers probes but fails exports for a while: no trace failing with the others runs out of attempts, and the probes back off', async t => {
   const { server, state } = await switchable(t)
-  const tracing = new MlflowTracing({ logger: recordingLogger(), queue: { initialBackoffMs: 20, maxBackoffMs: 100, maxAttempts: 2 } }, { MLFLOW_TRACKING_URI: server.url, MLFLOW_EXPERIMENT_ID: '1' })
-  t.teardown(async () => { await tracing.shutdown(100) })
+  const { tracing } = setup(t, server.url, 10_000, 100, { maxAttempts: 2 })
   await tracing.start()
   state.mode = 'exports503'
   for (let i = 0; i < 10; i++) endTrace(tracing)

@@ -206,7 +206,7 @@ const expressAdapter = (name: 'express' | 'express4', framework: typeof express)
   }
 })
 
-export const adapters: Adapter[] = [fastifyAdapter, expressAdapter('express', express), expressAdapter('express4', express4 as unknown as typeof express)]
+export const adapters: Adapter[] = [fastifyAdapter, expressAdapter('express', express), expressAdapter('express4', express4)]
 
 /** Runs `suite` once per adapter, as a subtest named after it. */
 export function forEachAdapter (t: Test, suite: (t: Test, adapter: Adapter) => Promise<void> | void): void {
